@@ -1,0 +1,80 @@
+using System.Diagnostics;
+using PaliGemma.Gguf.Conversion;
+
+namespace PaliGemma.Cli.Shared;
+
+/// <summary>
+/// Shows conversion progress on stderr: one rewritten line on a terminal, a line every few
+/// seconds otherwise (logs, CI), and a summary line per finished file.
+/// </summary>
+internal sealed class ConsoleProgress : IProgress<ConversionProgress>
+{
+    private readonly TextWriter _output;
+    private readonly bool _interactive;
+    private readonly Stopwatch _sinceLastLine = Stopwatch.StartNew();
+    private string? _currentFile;
+    private ConversionProgress? _last;
+
+    public ConsoleProgress(TextWriter output, bool interactive)
+    {
+        _output = output;
+        _interactive = interactive;
+    }
+
+    public static ConsoleProgress ForStandardError() => new(Console.Error, !Console.IsErrorRedirected);
+
+    public void Report(ConversionProgress value)
+    {
+        if (_currentFile != value.FilePath)
+        {
+            Complete();
+            _currentFile = value.FilePath;
+            _output.WriteLine($"writing {value.FilePath}");
+        }
+
+        _last = value;
+        bool done = value.BytesWritten == value.TotalBytes;
+        if (_interactive && (_sinceLastLine.ElapsedMilliseconds >= 100 || done))
+        {
+            _output.Write($"\r{Describe(value),-110}");
+            _sinceLastLine.Restart();
+        }
+        else if (!_interactive && _sinceLastLine.ElapsedMilliseconds >= 5000)
+        {
+            _output.WriteLine(Describe(value));
+            _sinceLastLine.Restart();
+        }
+    }
+
+    /// <summary>Ends the current file's progress with its summary.</summary>
+    public void Complete()
+    {
+        if (_last is null)
+        {
+            return;
+        }
+
+        if (_interactive)
+        {
+            _output.Write("\r" + new string(' ', 110) + "\r");
+        }
+
+        _output.WriteLine($"  {_last.TensorCount} tensors, {Bytes(_last.TotalBytes)} in {_last.Elapsed.TotalSeconds:F1} s ({Bytes((long)_last.BytesPerSecond)}/s)");
+        _last = null;
+    }
+
+    private static string Describe(ConversionProgress p)
+    {
+        double percent = p.TotalBytes == 0 ? 100 : 100.0 * p.BytesWritten / p.TotalBytes;
+        string tensor = p.TensorName.Length > 32 ? p.TensorName[..32] : p.TensorName;
+        return $"  [{p.TensorIndex + 1}/{p.TensorCount}] {tensor,-32} {Bytes(p.BytesWritten)} / {Bytes(p.TotalBytes)} ({percent:F0}%) {Bytes((long)p.BytesPerSecond)}/s";
+    }
+
+    public static string Bytes(long bytes) => bytes switch
+    {
+        >= 1L << 30 => $"{bytes / (double)(1L << 30):F2} GiB",
+        >= 1L << 20 => $"{bytes / (double)(1L << 20):F1} MiB",
+        >= 1L << 10 => $"{bytes / (double)(1L << 10):F1} KiB",
+        _ => $"{bytes} B",
+    };
+}

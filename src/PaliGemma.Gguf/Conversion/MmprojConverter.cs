@@ -1,0 +1,165 @@
+using PaliGemma.Gguf.Checkpoints;
+using PaliGemma.Gguf.Gguf;
+
+namespace PaliGemma.Gguf.Conversion;
+
+/// <summary>
+/// Plans the mmproj GGUF: the SigLIP tower in llama.cpp's clip layout plus PaliGemma's linear
+/// projector expressed as a clip projector (DESIGN.md §4).
+/// </summary>
+internal static class MmprojConverter
+{
+    /// <summary>Pre-activations at or above this pass ggml's GELU unchanged (it returns x for x >= 10).</summary>
+    private const float GeluIdentityThreshold = 10f;
+
+    public static (List<KeyValuePair<string, GgufValue>> Metadata, List<TensorPlan> Tensors) Plan(Checkpoint checkpoint, ImageNormalization normalization, OutputType outputType, string name)
+    {
+        var vision = checkpoint.Config.Vision;
+        int textHidden = checkpoint.Config.Text.HiddenSize;
+        var shapes = new ShapeChecker(checkpoint);
+
+        var metadata = new List<KeyValuePair<string, GgufValue>>();
+        void Add(string key, GgufValue value) => metadata.Add(new(key, value));
+        Add("general.architecture", GgufValue.Of("clip"));
+        Add("general.name", GgufValue.Of(name));
+        Add("general.file_type", GgufValue.Of((uint)outputType.FileType));
+        Add("clip.has_vision_encoder", GgufValue.Of(true));
+        Add("clip.projector_type", GgufValue.Of("janus_pro"));
+        // SigLIP's MLP uses tanh-GELU; without use_gelu clip builds quick-GELU.
+        Add("clip.use_gelu", GgufValue.Of(true));
+        Add("clip.vision.image_size", GgufValue.Of((uint)vision.ImageSize));
+        Add("clip.vision.patch_size", GgufValue.Of((uint)vision.PatchSize));
+        Add("clip.vision.embedding_length", GgufValue.Of((uint)vision.HiddenSize));
+        Add("clip.vision.feed_forward_length", GgufValue.Of((uint)vision.IntermediateSize));
+        Add("clip.vision.projection_dim", GgufValue.Of((uint)textHidden));
+        Add("clip.vision.block_count", GgufValue.Of((uint)vision.LayerCount));
+        Add("clip.vision.attention.head_count", GgufValue.Of((uint)vision.HeadCount));
+        Add("clip.vision.attention.layer_norm_epsilon", GgufValue.Of((float)vision.LayerNormEps));
+        Add("clip.vision.image_mean", GgufValue.Array(normalization.Mean));
+        Add("clip.vision.image_std", GgufValue.Array(normalization.Std));
+
+        var weightType = outputType.WeightType;
+        int d = vision.HiddenSize;
+        TensorPlan Weight(string gguf, string hf, params long[] shape) => new(gguf, TensorSource.From(shapes.Expect(hf, shape)), weightType);
+        TensorPlan Vector(string gguf, string hf, long length) => new(gguf, TensorSource.From(shapes.Expect(hf, length)), GgmlType.F32);
+
+        var plans = new List<TensorPlan>
+        {
+            // A convolution: ggml runs it only from F16 or F32 (BF16 aborts the scheduler).
+            new("v.patch_embd.weight", TensorSource.From(shapes.Expect("vision.embeddings.patch_embedding.weight", d, 3, vision.PatchSize, vision.PatchSize)), weightType == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16),
+            Vector("v.patch_embd.bias", "vision.embeddings.patch_embedding.bias", d),
+            new("v.position_embd.weight", TensorSource.From(shapes.Expect("vision.embeddings.position_embedding.weight", vision.ImageTokens, d)), GgmlType.F32),
+        };
+
+        for (int i = 0; i < vision.LayerCount; i++)
+        {
+            string hf = $"vision.encoder.layers.{i}";
+            string blk = $"v.blk.{i}";
+            foreach (var (gguf, projection) in new[] { ("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj"), ("attn_out", "out_proj") })
+            {
+                plans.Add(Weight($"{blk}.{gguf}.weight", $"{hf}.self_attn.{projection}.weight", d, d));
+                plans.Add(Vector($"{blk}.{gguf}.bias", $"{hf}.self_attn.{projection}.bias", d));
+            }
+
+            plans.Add(Vector($"{blk}.ln1.weight", $"{hf}.layer_norm1.weight", d));
+            plans.Add(Vector($"{blk}.ln1.bias", $"{hf}.layer_norm1.bias", d));
+            plans.Add(Weight($"{blk}.ffn_up.weight", $"{hf}.mlp.fc1.weight", vision.IntermediateSize, d));
+            plans.Add(Vector($"{blk}.ffn_up.bias", $"{hf}.mlp.fc1.bias", vision.IntermediateSize));
+            plans.Add(Weight($"{blk}.ffn_down.weight", $"{hf}.mlp.fc2.weight", d, vision.IntermediateSize));
+            plans.Add(Vector($"{blk}.ffn_down.bias", $"{hf}.mlp.fc2.bias", d));
+            plans.Add(Vector($"{blk}.ln2.weight", $"{hf}.layer_norm2.weight", d));
+            plans.Add(Vector($"{blk}.ln2.bias", $"{hf}.layer_norm2.bias", d));
+        }
+
+        var postNormWeight = shapes.Expect("vision.post_layernorm.weight", d);
+        var postNormBias = shapes.Expect("vision.post_layernorm.bias", d);
+        plans.Add(new("v.post_ln.weight", TensorSource.From(postNormWeight), GgmlType.F32));
+        plans.Add(new("v.post_ln.bias", TensorSource.From(postNormBias), GgmlType.F32));
+        plans.AddRange(PlanProjector(shapes, postNormWeight.ReadAll(), postNormBias.ReadAll(), textHidden, d, weightType));
+        return (metadata, plans);
+    }
+
+    /// <summary>
+    /// PaliGemma's projector is y = W x + b; clip's janus_pro projector is mm.1(GELU(mm.0 x)).
+    /// Make the GELU an exact identity by shifting every pre-activation above ggml's GELU threshold:
+    /// mm.0 = W with bias b + c, mm.1 = I with bias -c. The shift c is bounded per row from the
+    /// post-LayerNorm affine: LayerNorm's output n has ||n||2 &lt;= sqrt(d), so
+    /// |(W (gamma*n + beta))_i| &lt;= ||W_i * gamma||2 sqrt(d) + |W_i . beta|.
+    /// The identity and the shift stay F32 so that the round trip (y + c) - c loses only ~c * 2^-24.
+    /// </summary>
+    private static IEnumerable<TensorPlan> PlanProjector(ShapeChecker shapes, float[] gamma, float[] beta, int outputs, int d, GgmlType weightType)
+    {
+        var weight = shapes.Expect("projector.weight", outputs, d);
+        float[] w = weight.ReadAll();
+        float[] b = shapes.Expect("projector.bias", outputs).ReadAll();
+
+        var shiftedBias = new float[outputs];
+        var negativeShift = new float[outputs];
+        double sqrtD = Math.Sqrt(d);
+        for (int i = 0; i < outputs; i++)
+        {
+            double scaledNorm = 0, dotBeta = 0;
+            for (int j = 0; j < d; j++)
+            {
+                double wij = w[(i * d) + j];
+                scaledNorm += wij * gamma[j] * wij * gamma[j];
+                dotBeta += wij * beta[j];
+            }
+
+            float shift = (float)Math.Ceiling((Math.Sqrt(scaledNorm) * sqrtD) + Math.Abs(dotBeta) + Math.Abs(b[i]) + GeluIdentityThreshold + 1);
+            shiftedBias[i] = b[i] + shift;
+            negativeShift[i] = -shift;
+        }
+
+        var identity = new float[outputs * outputs];
+        for (int i = 0; i < outputs; i++)
+        {
+            identity[(i * outputs) + i] = 1f;
+        }
+
+        yield return new TensorPlan("mm.0.weight", TensorSource.From(weight), weightType);
+        yield return new TensorPlan("mm.0.bias", TensorSource.From(shiftedBias, outputs), GgmlType.F32);
+        yield return new TensorPlan("mm.1.weight", TensorSource.From(identity, outputs, outputs), GgmlType.F32);
+        yield return new TensorPlan("mm.1.bias", TensorSource.From(negativeShift, outputs), GgmlType.F32);
+    }
+}
+
+/// <summary>The image normalization of preprocessor_config.json (PaliGemma: mean = std = 0.5).</summary>
+public sealed record ImageNormalization(float[] Mean, float[] Std)
+{
+    public static ImageNormalization Default { get; } = new([0.5f, 0.5f, 0.5f], [0.5f, 0.5f, 0.5f]);
+
+    public static ImageNormalization Load(string directory)
+    {
+        string path = Path.Combine(directory, "preprocessor_config.json");
+        if (!File.Exists(path))
+        {
+            return Default;
+        }
+
+        try
+        {
+            using var stream = File.OpenRead(path);
+            using var document = System.Text.Json.JsonDocument.Parse(stream);
+            float[] Read(string key, float[] fallback) =>
+                document.RootElement.TryGetProperty(key, out var array) && array.ValueKind == System.Text.Json.JsonValueKind.Array && array.GetArrayLength() == 3
+                    ? array.EnumerateArray().Select(v => v.GetSingle()).ToArray()
+                    : fallback;
+            var result = new ImageNormalization(Read("image_mean", Default.Mean), Read("image_std", Default.Std));
+            if (result.Std.Any(s => !(s > 0)) || result.Mean.Any(m => !float.IsFinite(m)))
+            {
+                throw PaliGemmaException.InFile(path, "image_std must be positive and image_mean finite");
+            }
+
+            return result;
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw PaliGemmaException.InFile(path, $"invalid JSON: {e.Message}", e);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw PaliGemmaException.InFile(path, $"unexpected value: {e.Message}", e);
+        }
+    }
+}
