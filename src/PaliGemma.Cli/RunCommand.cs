@@ -1,0 +1,173 @@
+using System.CommandLine;
+using System.Text.Json;
+using PaliGemma.Cli.Shared;
+using PaliGemma.Gguf;
+using PaliGemma.Gguf.Conversion;
+using PaliGemma.Gguf.Inference;
+
+namespace PaliGemma.Cli;
+
+/// <summary>
+/// <c>paligemma run</c>: image + prompt -> text. Accepts the option names of the original PyTorch
+/// inference.py (<c>--model_path</c>, <c>--do_sample True</c>, ...) as aliases.
+/// </summary>
+internal static class RunCommand
+{
+    public static Command Build()
+    {
+        var model = new Option<FileInfo?>("--model", "-m") { Description = "Text model GGUF (with --mmproj)" };
+        var mmproj = new Option<FileInfo?>("--mmproj") { Description = "Vision (mmproj) GGUF (with --model)" };
+        var modelPath = new Option<DirectoryInfo?>("--model-path", "--model_path")
+        {
+            Description = "Folder with one text GGUF and one mmproj GGUF, or a Hugging Face checkpoint folder (converted on first use, then cached)",
+        };
+        var image = new Option<FileInfo>("--image-file-path", "--image_file_path", "--image", "-i") { Description = "The picture", Required = true };
+        var prompt = new Option<string>("--prompt", "-p") { Description = "The prompt, e.g. \"caption en\", \"answer en what is this?\", \"detect cat\"", Required = true };
+        var maxTokens = new Option<int>("--max-tokens-to-generate", "--max_tokens_to_generate", "-n") { Description = "Most tokens to generate", DefaultValueFactory = _ => 100 };
+        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature (with --do-sample); 0 means greedy", DefaultValueFactory = _ => 0.8f };
+        var topP = new Option<float>("--top-p", "--top_p") { Description = "Nucleus sampling threshold (with --do-sample)", DefaultValueFactory = _ => 0.9f };
+        var topK = new Option<int>("--top-k", "--top_k") { Description = "Keep only the k most likely tokens (with --do-sample); 0 disables", DefaultValueFactory = _ => 0 };
+        var doSample = new Option<bool>("--do-sample", "--do_sample") { Description = "Sample instead of greedy decoding (accepts True/False)" };
+        var seed = new Option<uint?>("--seed") { Description = "Random seed for sampling (same seed, same output)" };
+        var threads = new Option<int>("--threads", "-t") { Description = "CPU threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var onlyCpu = new Option<bool>("--only-cpu", "--only_cpu") { Description = "Never offload to a GPU (accepts True/False)" };
+        var gpuLayers = new Option<int>("--gpu-layers", "-ngl") { Description = "Layers to offload when a GPU backend is installed", DefaultValueFactory = _ => 0 };
+        var exact = new Option<bool>("--exact") { Description = "Flash attention off and an F32 KV cache: closest to the reference, slower" };
+        var mmap = new Option<bool?>("--mmap") { Description = "Memory-map the text model (true/false) [default: chosen per file type]" };
+        var outType = new Option<string>("--outtype") { Description = "Text model type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
+        var mmprojType = new Option<string>("--mmproj-type") { Description = "mmproj type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object (text, tokens, timings) at the end instead of streaming text" };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Show llama.cpp/mtmd logs and stack traces" };
+
+        var command = new Command("run", "Generate text for a picture and a prompt")
+        {
+            model, mmproj, modelPath, image, prompt, maxTokens, temperature, topP, topK, doSample, seed, threads,
+            onlyCpu, gpuLayers, exact, mmap, outType, mmprojType, json, verbose,
+        };
+
+        command.SetAction(parsed => CommandRunner.Run(parsed.GetValue(verbose), cancellationToken =>
+        {
+            bool isJson = parsed.GetValue(json);
+            bool isVerbose = parsed.GetValue(verbose);
+            var files = ResolveModel(parsed.GetValue(model), parsed.GetValue(mmproj), parsed.GetValue(modelPath), parsed.GetValue(outType)!, parsed.GetValue(mmprojType)!, cancellationToken);
+            var modelOptions = new ModelOptions
+            {
+                Threads = parsed.GetValue(threads),
+                GpuLayers = parsed.GetValue(onlyCpu) ? 0 : parsed.GetValue(gpuLayers),
+                Precision = parsed.GetValue(exact) ? Precision.Exact : Precision.Fast,
+                MemoryMap = parsed.GetValue(mmap),
+                NativeLog = isVerbose ? line => Console.Error.WriteLine(line) : null,
+            };
+            var generation = new GenerationOptions
+            {
+                MaxNewTokens = parsed.GetValue(maxTokens),
+                DoSample = parsed.GetValue(doSample),
+                Temperature = parsed.GetValue(temperature),
+                TopP = parsed.GetValue(topP),
+                TopK = parsed.GetValue(topK),
+                Seed = parsed.GetValue(seed),
+            };
+            string imagePath = parsed.GetValue(image)!.FullName;
+            if (!File.Exists(imagePath))
+            {
+                throw new PaliGemmaException($"{imagePath}: image not found");
+            }
+
+            if (!isJson)
+            {
+                Console.Error.WriteLine($"loading {Path.GetFileName(files.TextModelPath)} + {Path.GetFileName(files.MmprojPath)}");
+            }
+
+            using var loaded = PaliGemmaModel.Load(files.TextModelPath, files.MmprojPath, modelOptions);
+            Action<GeneratedToken>? stream = isJson ? null : token =>
+            {
+                Console.Out.Write(token.Text);
+                Console.Out.Flush();
+            };
+            var result = loaded.Generate(new GenerationRequest(imagePath, parsed.GetValue(prompt)!), generation, stream, cancellationToken);
+
+            if (isJson)
+            {
+                WriteJson(result, loaded);
+            }
+            else
+            {
+                Console.Out.WriteLine();
+            }
+
+            if (result.StopReason == StopReason.Cancelled)
+            {
+                Console.Error.WriteLine("interrupted");
+                return CommandRunner.Interrupted;
+            }
+
+            return 0;
+        }));
+        return command;
+    }
+
+    private static ModelFiles ResolveModel(FileInfo? model, FileInfo? mmproj, DirectoryInfo? modelPath, string outType, string mmprojType, CancellationToken cancellationToken)
+    {
+        if (modelPath is not null)
+        {
+            if (model is not null || mmproj is not null)
+            {
+                throw new PaliGemmaException("pass either --model-path or --model with --mmproj, not both");
+            }
+
+            var progress = ConsoleProgress.ForStandardError();
+            var files = ModelLocator.Resolve(
+                modelPath.FullName,
+                OutputType.Parse(outType, OutputType.TextTypes, "--outtype"),
+                OutputType.Parse(mmprojType, OutputType.MmprojTypes, "--mmproj-type"),
+                progress,
+                cancellationToken);
+            progress.Complete();
+            return files;
+        }
+
+        if (model is null || mmproj is null)
+        {
+            throw new PaliGemmaException("no model: pass --model-path FOLDER, or --model TEXT.gguf with --mmproj MMPROJ.gguf");
+        }
+
+        return new ModelFiles(model.FullName, mmproj.FullName, false);
+    }
+
+    private static void WriteJson(GenerationResult result, PaliGemmaModel model)
+    {
+        using var stream = Console.OpenStandardOutput();
+        using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        writer.WriteStartObject();
+        writer.WriteString("text", result.Text);
+        writer.WriteStartArray("tokens");
+        foreach (int token in result.Tokens)
+        {
+            writer.WriteNumberValue(token);
+        }
+
+        writer.WriteEndArray();
+        writer.WriteNumber("prompt_tokens", result.PromptTokens);
+        writer.WriteString("stop_reason", result.StopReason switch
+        {
+            StopReason.EndOfSequence => "eos",
+            StopReason.MaxTokens => "max_tokens",
+            _ => "cancelled",
+        });
+        writer.WriteStartObject("timings");
+        writer.WriteNumber("load_ms", Math.Round(model.LoadTime.TotalMilliseconds, 1));
+        writer.WriteNumber("image_encode_ms", Math.Round(result.Timings.ImageEncodeMs, 1));
+        writer.WriteNumber("prefill_ms", Math.Round(result.Timings.PrefillMs, 1));
+        writer.WriteNumber("decode_tokens_per_s", Math.Round(result.Timings.DecodeTokensPerSecond, 2));
+        if (ProcessMemory.PeakResidentBytes() is { } peak)
+        {
+            writer.WriteNumber("peak_rss_bytes", peak);
+        }
+
+        writer.WriteEndObject();
+        writer.WriteBoolean("memory_mapped", model.MemoryMapped);
+        writer.WriteEndObject();
+        writer.Flush();
+        stream.Write("\n"u8);
+    }
+}

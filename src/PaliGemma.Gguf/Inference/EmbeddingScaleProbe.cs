@@ -1,0 +1,44 @@
+namespace PaliGemma.Gguf.Inference;
+
+/// <summary>
+/// Finds out whether the loaded graph multiplies embedding inputs by sqrt(n_embd), as it does token
+/// inputs: decode BOS as a token id, then its embedding row as-is and times sqrt(n_embd), and see
+/// which row reproduces the token's logits.
+/// </summary>
+internal static class EmbeddingScaleProbe
+{
+    public sealed record Result(bool GraphScalesEmbeddings, double RawRowDifference, double ScaledRowDifference);
+
+    public static Result Run(PaliGemmaModel model)
+    {
+        int bos = (int)(model.Weights.Vocab.BOS ?? 2);
+        int dimension = model.EmbeddingSize;
+        using var decoder = new PrefixLmDecoder(model.Weights, model.Options with { Precision = Precision.Exact }, 8, 1);
+        float[] reference = decoder.DecodeToken(bos).ToArray();
+
+        var row = new float[dimension];
+        model.ReadTokenEmbedding(bos, row);
+        double raw = Difference(reference, DecodeRow(decoder, row));
+
+        float scale = MathF.Sqrt(dimension);
+        double scaled = Difference(reference, DecodeRow(decoder, row.Select(v => v * scale).ToArray()));
+        return new Result(raw <= scaled, raw, scaled);
+    }
+
+    private static float[] DecodeRow(PrefixLmDecoder decoder, float[] row)
+    {
+        decoder.Reset();
+        return decoder.DecodePrefix(row, 1).ToArray();
+    }
+
+    private static double Difference(float[] a, float[] b)
+    {
+        double max = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            max = Math.Max(max, Math.Abs(a[i] - b[i]));
+        }
+
+        return max;
+    }
+}

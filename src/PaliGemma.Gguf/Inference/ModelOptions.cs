@@ -1,0 +1,37 @@
+namespace PaliGemma.Gguf.Inference;
+
+/// <summary>How llama.cpp computes attention and stores the KV cache.</summary>
+public enum Precision
+{
+    /// <summary>llama.cpp's defaults: flash attention when available, F16 KV cache. Faster; logits within ~2e-2 of the reference.</summary>
+    Fast,
+
+    /// <summary>Flash attention off and an F32 KV cache: logits within ~4e-3 of the reference.</summary>
+    Exact,
+}
+
+/// <summary>Options for loading a model; every property has a documented default.</summary>
+public sealed record ModelOptions
+{
+    /// <summary>CPU threads. Default: the processor count.</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>Layers to offload to a GPU when a GPU backend is installed. Default: 0 (CPU only).</summary>
+    public int GpuLayers { get; init; }
+
+    /// <summary>Default: <see cref="Precision.Fast"/>.</summary>
+    public Precision Precision { get; init; } = Precision.Fast;
+
+    /// <summary>
+    /// Memory-map the text model. Default (null): decided per file. Memory mapping keeps F16/Q8_0
+    /// weights in the page cache only, but llama.cpp's CPU backend repacks Q4_0/Q4_K/IQ4_NL tensors
+    /// into an anonymous copy at load, so mapping those files would hold them twice.
+    /// </summary>
+    public bool? MemoryMap { get; init; }
+
+    /// <summary>Images above this many pixels are refused before decoding (decompression bombs). Default: 100 million.</summary>
+    public long MaxImagePixels { get; init; } = ImagePreprocessor.DefaultMaxPixels;
+
+    /// <summary>Receives llama.cpp and mtmd log lines. Default: null (dropped).</summary>
+    public Action<string>? NativeLog { get; init; }
+}

@@ -1,0 +1,336 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Text;
+using PaliGemma.Gguf.Inference;
+using PaliGemma.Gguf.Tests.Infrastructure;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.Formats.Png;
+using SixLabors.ImageSharp.PixelFormats;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace PaliGemma.Gguf.Tests;
+
+/// <summary>
+/// The preprocessor against Hugging Face's SiglipImageProcessor (golden pixel_values, made by Pillow) and
+/// against the inputs it must refuse.
+/// </summary>
+public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposable
+{
+    /// <summary>One uint8 level after (x/255 - 0.5)/0.5, plus float32 rounding of the reference.</summary>
+    private const double MaxAbsTolerance = 2.0 / 255 + 1e-6;
+
+    private const double MeanAbsTolerance = 1e-3;
+
+    private readonly string _folder = Directory.CreateTempSubdirectory("paligemma-image-tests-").FullName;
+
+    public void Dispose() => Directory.Delete(_folder, recursive: true);
+
+    public static TheoryData<string, int> GoldenCases()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var (image, _, resolutions) in GoldenData.PreprocessCases)
+        {
+            foreach (int resolution in resolutions)
+            {
+                data.Add(image, resolution);
+            }
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(GoldenCases))]
+    public void Pixel_values_match_the_reference_processor(string image, int size)
+    {
+        var prepared = ImagePreprocessor.Load(GoldenData.ImagePath(image), size);
+        float[] expected = GoldenData.Tensor($"pixel_values/{image}/{size}");
+
+        Assert.Equal(size, prepared.Size);
+        Assert.Equal(size * size * 3, prepared.Rgb.Length);
+        Assert.Equal(3 * size * size, expected.Length);
+
+        // The reference is channel-planar [3, S, S]; ours is interleaved.
+        double maxAbs = 0;
+        double sumAbs = 0;
+        int differing = 0;
+        int plane = size * size;
+        for (int c = 0; c < 3; c++)
+        {
+            for (int p = 0; p < plane; p++)
+            {
+                double ours = (prepared.Rgb[3 * p + c] / 255.0 - 0.5) / 0.5;
+                double delta = Math.Abs(ours - expected[c * plane + p]);
+                maxAbs = Math.Max(maxAbs, delta);
+                sumAbs += delta;
+                if (delta > 1e-6)
+                {
+                    differing++;
+                }
+            }
+        }
+
+        double meanAbs = sumAbs / expected.Length;
+        output.WriteLine($"{image} @ {size}: max |Δ| = {maxAbs:E3}, mean |Δ| = {meanAbs:E3}, {differing} of {expected.Length} values differ ({(double)differing / expected.Length:P4})");
+        Assert.InRange(maxAbs, 0, MaxAbsTolerance);
+        Assert.InRange(meanAbs, 0, MeanAbsTolerance);
+    }
+
+    [Fact]
+    public void Golden_images_keep_their_original_size()
+    {
+        foreach (var (image, _, _) in GoldenData.PreprocessCases)
+        {
+            string path = GoldenData.ImagePath(image);
+            var info = Image.Identify(path);
+            var prepared = ImagePreprocessor.Load(path, 224);
+            Assert.Equal((info.Width, info.Height), (prepared.OriginalWidth, prepared.OriginalHeight));
+        }
+    }
+
+    [Fact]
+    public void An_image_of_the_target_size_comes_back_byte_identical()
+    {
+        byte[] rgb = RandomBytes(224 * 224 * 3, seed: 1);
+        string path = Path.Combine(_folder, "exact.png");
+        using (var image = Image.LoadPixelData<Rgb24>(rgb, 224, 224))
+        {
+            image.SaveAsPng(path);
+        }
+
+        var prepared = ImagePreprocessor.Load(path, 224);
+
+        Assert.Equal(rgb, prepared.Rgb);
+        Assert.Equal((224, 224), (prepared.OriginalWidth, prepared.OriginalHeight));
+    }
+
+    [Fact]
+    public void Alpha_is_dropped_not_composited()
+    {
+        const int Side = 40;
+        byte[] rgba = RandomBytes(Side * Side * 4, seed: 2);
+        // Make sure the extremes are there: fully transparent pixels keep their colour in PIL's convert("RGB").
+        for (int i = 0; i < Side * Side; i += 7)
+        {
+            rgba[4 * i + 3] = (byte)(i % 2 == 0 ? 0 : 255);
+        }
+
+        byte[] rgb = new byte[Side * Side * 3];
+        for (int i = 0; i < Side * Side; i++)
+        {
+            rgb[3 * i] = rgba[4 * i];
+            rgb[3 * i + 1] = rgba[4 * i + 1];
+            rgb[3 * i + 2] = rgba[4 * i + 2];
+        }
+
+        string rgbaPath = Path.Combine(_folder, "rgba.png");
+        string rgbPath = Path.Combine(_folder, "rgb.png");
+        using (var image = Image.LoadPixelData<Rgba32>(rgba, Side, Side))
+        {
+            image.SaveAsPng(rgbaPath, new PngEncoder { ColorType = PngColorType.RgbWithAlpha, BitDepth = PngBitDepth.Bit8, TransparentColorMode = PngTransparentColorMode.Preserve });
+        }
+
+        using (var image = Image.LoadPixelData<Rgb24>(rgb, Side, Side))
+        {
+            image.SaveAsPng(rgbPath);
+        }
+
+        Assert.Equal(rgb, ImagePreprocessor.Load(rgbaPath, Side).Rgb);
+        Assert.Equal(ImagePreprocessor.Load(rgbPath, 17).Rgb, ImagePreprocessor.Load(rgbaPath, 17).Rgb);
+        Assert.Equal(ImagePreprocessor.Load(rgbPath, 97).Rgb, ImagePreprocessor.Load(rgbaPath, 97).Rgb);
+    }
+
+    [Fact]
+    public void A_header_declaring_a_huge_image_is_refused_before_decoding()
+    {
+        string path = Path.Combine(_folder, "bomb.png");
+        File.WriteAllBytes(path, PngDeclaring(40_000, 40_000));
+
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        var stopwatch = Stopwatch.StartNew();
+        var e = Assert.Throws<PaliGemmaException>(() => ImagePreprocessor.Load(path, 224));
+        stopwatch.Stop();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+
+        output.WriteLine($"{e.Message} ({stopwatch.ElapsedMilliseconds} ms, {allocated / 1024} KiB allocated)");
+        Assert.Contains("pixel budget", e.Message);
+        Assert.Contains(path, e.Message);
+        Assert.Contains("40000 x 40000", e.Message);
+        Assert.InRange(allocated, 0, 32L << 20);
+        Assert.InRange(stopwatch.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public void A_smaller_pixel_budget_refuses_an_ordinary_image()
+    {
+        string path = GoldenData.ImagePath("astronaut");
+
+        var e = Assert.Throws<PaliGemmaException>(() => ImagePreprocessor.Load(path, 224, maxPixels: 512 * 512 - 1));
+
+        Assert.Contains("pixel budget", e.Message);
+        Assert.Equal(224, ImagePreprocessor.Load(path, 224, maxPixels: 512 * 512).Size);
+    }
+
+    [Fact]
+    public void A_text_file_named_png_is_refused()
+    {
+        string path = Path.Combine(_folder, "notes.png");
+        File.WriteAllText(path, "This is not a picture.\nIt only has a picture's name.\n");
+
+        var e = Assert.Throws<PaliGemmaException>(() => ImagePreprocessor.Load(path, 224));
+
+        output.WriteLine(e.Message);
+        Assert.Contains(path, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void An_empty_file_is_refused()
+    {
+        string path = Path.Combine(_folder, "empty.jpg");
+        File.WriteAllBytes(path, []);
+
+        var e = Assert.Throws<PaliGemmaException>(() => ImagePreprocessor.Load(path, 224));
+
+        output.WriteLine(e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
+    public void A_truncated_image_is_refused()
+    {
+        byte[] png = File.ReadAllBytes(GoldenData.ImagePath("astronaut"));
+        string path = Path.Combine(_folder, "truncated.png");
+        File.WriteAllBytes(path, png.AsSpan(0, png.Length / 2).ToArray());
+
+        var e = Assert.Throws<PaliGemmaException>(() => ImagePreprocessor.Load(path, 224));
+
+        output.WriteLine(e.Message);
+        Assert.Contains(path, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void A_missing_file_is_refused()
+    {
+        string path = Path.Combine(_folder, "does-not-exist.png");
+
+        var e = Assert.Throws<PaliGemmaException>(() => ImagePreprocessor.Load(path, 224));
+
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
+    public void A_non_seekable_stream_gives_the_same_pixels_as_the_file()
+    {
+        string path = GoldenData.ImagePath("chelsea");
+        using var stream = new NonSeekableStream(File.ReadAllBytes(path));
+
+        var fromStream = ImagePreprocessor.Load(stream, "chelsea", 224);
+
+        Assert.Equal(ImagePreprocessor.Load(path, 224).Rgb, fromStream.Rgb);
+        Assert.Equal((451, 300), (fromStream.OriginalWidth, fromStream.OriginalHeight));
+    }
+
+    [Fact]
+    public void Resizing_a_flat_colour_keeps_it()
+    {
+        const int Width = 301;
+        const int Height = 77;
+        byte[] rgb = new byte[Width * Height * 3];
+        for (int i = 0; i < rgb.Length; i += 3)
+        {
+            (rgb[i], rgb[i + 1], rgb[i + 2]) = ((byte)12, (byte)200, (byte)255);
+        }
+
+        foreach (int size in new[] { 1, 16, 77, 224, 640 })
+        {
+            byte[] resized = ImagePreprocessor.ResizeBicubic(rgb, Width, Height, size, size);
+            for (int i = 0; i < resized.Length; i += 3)
+            {
+                Assert.Equal((12, 200, 255), (resized[i], resized[i + 1], resized[i + 2]));
+            }
+        }
+    }
+
+    [Fact]
+    public void Large_photos_resize_quickly()
+    {
+        foreach (var (width, height) in new[] { (512, 512), (4000, 3000) })
+        {
+            byte[] rgb = RandomBytes(width * height * 3, seed: 3);
+            ImagePreprocessor.ResizeBicubic(rgb, width, height, 224, 224);
+            var stopwatch = Stopwatch.StartNew();
+            ImagePreprocessor.ResizeBicubic(rgb, width, height, 224, 224);
+            stopwatch.Stop();
+            output.WriteLine($"{width} x {height} -> 224 x 224: {stopwatch.Elapsed.TotalMilliseconds:F1} ms");
+            // Loose: this catches an accidental quadratic loop, not a slow machine.
+            Assert.InRange(stopwatch.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(10));
+        }
+    }
+
+    private static byte[] RandomBytes(int count, int seed)
+    {
+        var bytes = new byte[count];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+
+    /// <summary>A well-formed PNG whose IHDR declares <paramref name="width"/> x <paramref name="height"/> 8-bit RGB, with a token IDAT.</summary>
+    private static byte[] PngDeclaring(int width, int height)
+    {
+        using var png = new MemoryStream();
+        png.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);
+        var header = new byte[13];
+        BinaryPrimitives.WriteInt32BigEndian(header, width);
+        BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(4), height);
+        header[8] = 8; // bit depth
+        header[9] = 2; // colour type: RGB
+        WriteChunk(png, "IHDR", header);
+        // zlib header and the start of a stored block: far less data than the header promises.
+        WriteChunk(png, "IDAT", [0x78, 0x01, 0x00, 0x00, 0x00]);
+        WriteChunk(png, "IEND", []);
+        return png.ToArray();
+    }
+
+    private static void WriteChunk(Stream png, string type, byte[] data)
+    {
+        Span<byte> word = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32BigEndian(word, data.Length);
+        png.Write(word);
+        byte[] typeAndData = [.. Encoding.ASCII.GetBytes(type), .. data];
+        png.Write(typeAndData);
+        BinaryPrimitives.WriteUInt32BigEndian(word, Crc32(typeAndData));
+        png.Write(word);
+    }
+
+    /// <summary>The PNG/zlib CRC-32 (reflected polynomial 0xEDB88320); the test project does not reference System.IO.Hashing.</summary>
+    private static uint Crc32(ReadOnlySpan<byte> bytes)
+    {
+        uint crc = 0xFFFFFFFF;
+        foreach (byte b in bytes)
+        {
+            crc ^= b;
+            for (int bit = 0; bit < 8; bit++)
+            {
+                crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320 : crc >> 1;
+            }
+        }
+
+        return ~crc;
+    }
+
+    private sealed class NonSeekableStream(byte[] bytes) : MemoryStream(bytes)
+    {
+        public override bool CanSeek => false;
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override long Seek(long offset, SeekOrigin loc) => throw new NotSupportedException();
+    }
+}
