@@ -137,7 +137,7 @@ internal static class RunCommand
     private static void WriteJson(GenerationResult result, PaliGemmaModel model)
     {
         using var stream = Console.OpenStandardOutput();
-        using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         writer.WriteStartObject();
         writer.WriteString("text", result.Text);
         writer.WriteStartArray("tokens");
