@@ -11,5 +11,6 @@ public static class Program
     {
         RunCommand.Build(),
         InspectCommand.Build(),
+        QuantizeCommand.Build(),
     };
 }

@@ -16,9 +16,17 @@ internal static class CommandRunner
     public static int Run(bool verbose, Func<CancellationToken, int> body)
     {
         using var cancellation = new CancellationTokenSource();
+        // The first Ctrl+C asks the work to stop at its next check (native calls finish first); a
+        // second one exits at once. Either way no half-written output survives.
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
             e.Cancel = true;
+            if (cancellation.IsCancellationRequested)
+            {
+                TemporaryFiles.DeleteAll();
+                Environment.Exit(Interrupted);
+            }
+
             cancellation.Cancel();
         };
         Console.CancelKeyPress += onCancel;

@@ -26,10 +26,7 @@ internal static class GgufFileWriter
             throw PaliGemmaException.InFile(path, "already exists (use --force to overwrite)");
         }
 
-        string directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(directory);
-        string temporary = Path.Combine(directory, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        TemporaryFiles.Register(temporary);
+        string temporary = TemporaryFiles.CreatePath(path);
         try
         {
             using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))

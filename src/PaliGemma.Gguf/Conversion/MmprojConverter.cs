@@ -38,15 +38,14 @@ internal static class MmprojConverter
         Add("clip.vision.image_mean", GgufValue.Array(normalization.Mean));
         Add("clip.vision.image_std", GgufValue.Array(normalization.Std));
 
-        var weightType = outputType.WeightType;
         int d = vision.HiddenSize;
-        TensorPlan Weight(string gguf, string hf, params long[] shape) => new(gguf, TensorSource.From(shapes.Expect(hf, shape)), weightType);
+        TensorPlan Weight(string gguf, string hf, params long[] shape) => new(gguf, TensorSource.From(shapes.Expect(hf, shape)), WeightType(outputType, shape[^1]));
         TensorPlan Vector(string gguf, string hf, long length) => new(gguf, TensorSource.From(shapes.Expect(hf, length)), GgmlType.F32);
 
         var plans = new List<TensorPlan>
         {
             // A convolution: ggml runs it only from F16 or F32 (BF16 aborts the scheduler).
-            new("v.patch_embd.weight", TensorSource.From(shapes.Expect("vision.embeddings.patch_embedding.weight", d, 3, vision.PatchSize, vision.PatchSize)), weightType == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16),
+            new("v.patch_embd.weight", TensorSource.From(shapes.Expect("vision.embeddings.patch_embedding.weight", d, 3, vision.PatchSize, vision.PatchSize)), outputType.DefaultType == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16),
             Vector("v.patch_embd.bias", "vision.embeddings.patch_embedding.bias", d),
             new("v.position_embd.weight", TensorSource.From(shapes.Expect("vision.embeddings.position_embedding.weight", vision.ImageTokens, d)), GgmlType.F32),
         };
@@ -75,9 +74,16 @@ internal static class MmprojConverter
         var postNormBias = shapes.Expect("vision.post_layernorm.bias", d);
         plans.Add(new("v.post_ln.weight", TensorSource.From(postNormWeight), GgmlType.F32));
         plans.Add(new("v.post_ln.bias", TensorSource.From(postNormBias), GgmlType.F32));
-        plans.AddRange(PlanProjector(shapes, postNormWeight.ReadAll(), postNormBias.ReadAll(), textHidden, d, weightType));
+        plans.AddRange(PlanProjector(shapes, postNormWeight.ReadAll(), postNormBias.ReadAll(), textHidden, d, WeightType(outputType, d)));
         return (metadata, plans);
     }
+
+    /// <summary>
+    /// The type of a vision weight matrix: block types only where rows are whole blocks (SigLIP
+    /// So400m's ffn_down rows are 4304 wide, not a multiple of 32), F16 otherwise.
+    /// </summary>
+    internal static GgmlType WeightType(OutputType outputType, long rowLength) =>
+        rowLength % outputType.DefaultType.BlockSize() == 0 ? outputType.DefaultType : GgmlType.F16;
 
     /// <summary>
     /// PaliGemma's projector is y = W x + b; clip's janus_pro projector is mm.1(GELU(mm.0 x)).

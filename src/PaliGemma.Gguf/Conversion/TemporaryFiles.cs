@@ -10,7 +10,15 @@ public static class TemporaryFiles
 {
     private static readonly ConcurrentDictionary<string, byte> Pending = new();
 
-    internal static void Register(string path) => Pending[path] = 0;
+    /// <summary>A registered temporary path next to <paramref name="finalPath"/>, hidden and unique.</summary>
+    internal static string CreatePath(string finalPath)
+    {
+        string directory = Path.GetDirectoryName(Path.GetFullPath(finalPath))!;
+        Directory.CreateDirectory(directory);
+        string path = Path.Combine(directory, $".{Path.GetFileName(finalPath)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        Pending[path] = 0;
+        return path;
+    }
 
     internal static void Delete(string path)
     {

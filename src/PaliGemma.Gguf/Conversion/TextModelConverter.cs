@@ -32,6 +32,11 @@ internal static class TextModelConverter
         Add("general.architecture", GgufValue.Of(arch));
         Add("general.name", GgufValue.Of(name));
         Add("general.file_type", GgufValue.Of((uint)outputType.FileType));
+        if (outputType.IsQuantized)
+        {
+            Add("general.quantization_version", GgufValue.Of(2u));
+        }
+
         Add($"{arch}.context_length", GgufValue.Of((uint)text.MaxPositionEmbeddings));
         Add($"{arch}.embedding_length", GgufValue.Of((uint)text.HiddenSize));
         Add($"{arch}.block_count", GgufValue.Of((uint)text.LayerCount));
@@ -51,11 +56,11 @@ internal static class TextModelConverter
 
         AddTokenizer(metadata, vocabulary);
 
-        var weightType = outputType.WeightType;
-        var plans = new List<TensorPlan>
-        {
-            new("token_embd.weight", TensorSource.From(embedding).PadRowsTo(rows), weightType),
-        };
+        // Weight matrices take the type llama.cpp's quantizer would give them for this file type.
+        TensorPlan Weight(string gguf, TensorSource source, int layer) =>
+            new(gguf, source, TextQuantizationMix.TypeFor(outputType, gguf, source.RowLength, layer, text.LayerCount));
+
+        var plans = new List<TensorPlan> { Weight("token_embd.weight", TensorSource.From(embedding).PadRowsTo(rows), -1) };
 
         // Gemma's RMSNorm computes x * (1 + w); llama.cpp's computes x * w.
         static float PlusOne(float w) => w + 1f;
@@ -70,10 +75,10 @@ internal static class TextModelConverter
             string blk = $"blk.{i}";
             plans.Add(Norm($"{blk}.attn_norm.weight", $"{hf}.input_layernorm.weight"));
             var q = shapes.Expect($"{hf}.self_attn.q_proj.weight", qWidth, text.HiddenSize);
-            plans.Add(new($"{blk}.attn_q.weight", queryScale == 1f ? TensorSource.From(q) : TensorSource.From(q, x => x * queryScale), weightType));
-            plans.Add(new($"{blk}.attn_k.weight", TensorSource.From(shapes.Expect($"{hf}.self_attn.k_proj.weight", kvWidth, text.HiddenSize)), weightType));
-            plans.Add(new($"{blk}.attn_v.weight", TensorSource.From(shapes.Expect($"{hf}.self_attn.v_proj.weight", kvWidth, text.HiddenSize)), weightType));
-            plans.Add(new($"{blk}.attn_output.weight", TensorSource.From(shapes.Expect($"{hf}.self_attn.o_proj.weight", text.HiddenSize, qWidth)), weightType));
+            plans.Add(Weight($"{blk}.attn_q.weight", queryScale == 1f ? TensorSource.From(q) : TensorSource.From(q, x => x * queryScale), i));
+            plans.Add(Weight($"{blk}.attn_k.weight", TensorSource.From(shapes.Expect($"{hf}.self_attn.k_proj.weight", kvWidth, text.HiddenSize)), i));
+            plans.Add(Weight($"{blk}.attn_v.weight", TensorSource.From(shapes.Expect($"{hf}.self_attn.v_proj.weight", kvWidth, text.HiddenSize)), i));
+            plans.Add(Weight($"{blk}.attn_output.weight", TensorSource.From(shapes.Expect($"{hf}.self_attn.o_proj.weight", text.HiddenSize, qWidth)), i));
             if (text.IsGemma2)
             {
                 plans.Add(Norm($"{blk}.post_attention_norm.weight", $"{hf}.post_attention_layernorm.weight"));
@@ -85,9 +90,9 @@ internal static class TextModelConverter
                 plans.Add(Norm($"{blk}.ffn_norm.weight", $"{hf}.post_attention_layernorm.weight"));
             }
 
-            plans.Add(new($"{blk}.ffn_gate.weight", TensorSource.From(shapes.Expect($"{hf}.mlp.gate_proj.weight", text.IntermediateSize, text.HiddenSize)), weightType));
-            plans.Add(new($"{blk}.ffn_up.weight", TensorSource.From(shapes.Expect($"{hf}.mlp.up_proj.weight", text.IntermediateSize, text.HiddenSize)), weightType));
-            plans.Add(new($"{blk}.ffn_down.weight", TensorSource.From(shapes.Expect($"{hf}.mlp.down_proj.weight", text.HiddenSize, text.IntermediateSize)), weightType));
+            plans.Add(Weight($"{blk}.ffn_gate.weight", TensorSource.From(shapes.Expect($"{hf}.mlp.gate_proj.weight", text.IntermediateSize, text.HiddenSize)), i));
+            plans.Add(Weight($"{blk}.ffn_up.weight", TensorSource.From(shapes.Expect($"{hf}.mlp.up_proj.weight", text.IntermediateSize, text.HiddenSize)), i));
+            plans.Add(Weight($"{blk}.ffn_down.weight", TensorSource.From(shapes.Expect($"{hf}.mlp.down_proj.weight", text.HiddenSize, text.IntermediateSize)), i));
         }
 
         plans.Add(Norm("output_norm.weight", "text.norm.weight"));
