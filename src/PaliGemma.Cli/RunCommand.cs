@@ -3,6 +3,7 @@ using System.Text.Json;
 using PaliGemma.Cli.Shared;
 using PaliGemma.Gguf;
 using PaliGemma.Gguf.Conversion;
+using PaliGemma.Gguf.Gguf;
 using PaliGemma.Gguf.Inference;
 
 namespace PaliGemma.Cli;
@@ -67,11 +68,9 @@ internal static class RunCommand
                 TopK = parsed.GetValue(topK),
                 Seed = parsed.GetValue(seed),
             };
-            string imagePath = parsed.GetValue(image)!.FullName;
-            if (!File.Exists(imagePath))
-            {
-                throw new PaliGemmaException($"{imagePath}: image not found");
-            }
+            // Prepare the picture before loading the model: a bad picture fails in milliseconds.
+            long imageSize = GgufFile.Open(files.MmprojPath).GetInteger("clip.vision.image_size") ?? 224;
+            var picture = ImagePreprocessor.Load(parsed.GetValue(image)!.FullName, (int)imageSize);
 
             if (!isJson)
             {
@@ -84,7 +83,7 @@ internal static class RunCommand
                 Console.Out.Write(token.Text);
                 Console.Out.Flush();
             };
-            var result = loaded.Generate(new GenerationRequest(imagePath, parsed.GetValue(prompt)!), generation, stream, cancellationToken);
+            var result = loaded.Generate(picture, parsed.GetValue(prompt)!, generation, stream, cancellationToken);
 
             if (isJson)
             {

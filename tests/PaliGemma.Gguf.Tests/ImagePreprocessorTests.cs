@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Security.Cryptography;
 using System.Text;
 using PaliGemma.Gguf.Inference;
 using PaliGemma.Gguf.Tests.Infrastructure;
@@ -12,8 +13,8 @@ using Xunit.Abstractions;
 namespace PaliGemma.Gguf.Tests;
 
 /// <summary>
-/// The preprocessor against Hugging Face's SiglipImageProcessor (golden pixel_values, made by Pillow) and
-/// against the inputs it must refuse.
+/// The preprocessor against Hugging Face's SiglipImageProcessor (golden pixel_values), against Pillow itself,
+/// and against the inputs it must refuse.
 /// </summary>
 public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposable
 {
@@ -40,41 +41,46 @@ public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposab
         return data;
     }
 
+    /// <summary>Pillow's resampler (the default) stays within one uint8 level of the reference.</summary>
     [Theory]
     [MemberData(nameof(GoldenCases))]
     public void Pixel_values_match_the_reference_processor(string image, int size)
     {
-        var prepared = ImagePreprocessor.Load(GoldenData.ImagePath(image), size);
-        float[] expected = GoldenData.Tensor($"pixel_values/{image}/{size}");
+        var (maxAbs, meanAbs, differing, total) = CompareWithGolden(image, size, BicubicVariant.Pillow);
 
-        Assert.Equal(size, prepared.Size);
-        Assert.Equal(size * size * 3, prepared.Rgb.Length);
-        Assert.Equal(3 * size * size, expected.Length);
-
-        // The reference is channel-planar [3, S, S]; ours is interleaved.
-        double maxAbs = 0;
-        double sumAbs = 0;
-        int differing = 0;
-        int plane = size * size;
-        for (int c = 0; c < 3; c++)
-        {
-            for (int p = 0; p < plane; p++)
-            {
-                double ours = (prepared.Rgb[3 * p + c] / 255.0 - 0.5) / 0.5;
-                double delta = Math.Abs(ours - expected[c * plane + p]);
-                maxAbs = Math.Max(maxAbs, delta);
-                sumAbs += delta;
-                if (delta > 1e-6)
-                {
-                    differing++;
-                }
-            }
-        }
-
-        double meanAbs = sumAbs / expected.Length;
-        output.WriteLine($"{image} @ {size}: max |Δ| = {maxAbs:E3}, mean |Δ| = {meanAbs:E3}, {differing} of {expected.Length} values differ ({(double)differing / expected.Length:P4})");
+        output.WriteLine($"{image} @ {size} (Pillow): max |Δ| = {maxAbs:E3}, mean |Δ| = {meanAbs:E3}, {differing} of {total} values differ ({(double)differing / total:P4})");
         Assert.InRange(maxAbs, 0, MaxAbsTolerance);
         Assert.InRange(meanAbs, 0, MeanAbsTolerance);
+    }
+
+    /// <summary>
+    /// The golden data was made by transformers 5.x, whose image processors resize with torchvision: the same
+    /// algorithm with int16 weights. That variant reproduces it bit for bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(GoldenCases))]
+    public void The_torchvision_variant_reproduces_the_reference_exactly(string image, int size)
+    {
+        var (maxAbs, meanAbs, differing, total) = CompareWithGolden(image, size, BicubicVariant.Torchvision);
+
+        output.WriteLine($"{image} @ {size} (torchvision): max |Δ| = {maxAbs:E3}, mean |Δ| = {meanAbs:E3}, {differing} of {total} values differ");
+        Assert.Equal(0, differing);
+    }
+
+    /// <summary>SHA-256 of Pillow 9.4's <c>Image.fromarray(Synthetic(w, h)).resize((s, s), Image.BICUBIC)</c> bytes.</summary>
+    [Theory]
+    [InlineData(37, 23, 16, "75cdd90702ea46086a1a38183d0621eb9dfecfb817eaa43451a3258e682062cb")]
+    [InlineData(37, 23, 50, "c84f966f9b098672a9eb95483ea0cd9ba7d341f2ef20bd1c475b3edc1830bc8d")]
+    [InlineData(451, 300, 224, "b1e40ab0f146e638ff5c906914d1e0e4915a9072be62ec33fb12927cb961c931")]
+    [InlineData(1000, 37, 224, "d2be3eb9d73e2e9c9c30178e0fdc12d9a865c1febab73a5290f7c060f5611a8b")]
+    [InlineData(224, 97, 224, "6b9177f160190b9143a0ab087f2c96646f4cd5d44cb74362fabf60cfcafbb587")]
+    [InlineData(97, 224, 224, "277b9be5a3dfa6c74f33b302a40dc1a3cc2d6749d561cea4252f095e25491fdb")]
+    [InlineData(8, 8, 448, "9fe4df311c31a2f63300221fb8cddee887d83a2913442d2d0ffae8687539a3a3")]
+    public void The_resize_is_byte_identical_to_pillow(int width, int height, int size, string sha256)
+    {
+        byte[] resized = ImagePreprocessor.ResizeBicubic(Synthetic(width, height), width, height, size, size);
+
+        Assert.Equal(sha256, System.Convert.ToHexStringLower(SHA256.HashData(resized)));
     }
 
     [Fact]
@@ -197,18 +203,29 @@ public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposab
         Assert.Contains(path, e.Message);
     }
 
-    [Fact]
-    public void A_truncated_image_is_refused()
+    public static TheoryData<string> EncodedFormats() => new(Encoders.Keys);
+
+    /// <summary>ImageSharp fills a cut-off image with black; PIL refuses it, and so must we.</summary>
+    [Theory]
+    [MemberData(nameof(EncodedFormats))]
+    public void A_truncated_image_is_refused(string format)
     {
-        byte[] png = File.ReadAllBytes(GoldenData.ImagePath("astronaut"));
-        string path = Path.Combine(_folder, "truncated.png");
-        File.WriteAllBytes(path, png.AsSpan(0, png.Length / 2).ToArray());
+        byte[] whole = Encode(format);
+        string wholePath = Path.Combine(_folder, "whole." + format);
+        File.WriteAllBytes(wholePath, whole);
+        Assert.Equal((451, 300), (ImagePreprocessor.Load(wholePath, 224).OriginalWidth, ImagePreprocessor.Load(wholePath, 224).OriginalHeight));
 
-        var e = Assert.Throws<PaliGemmaException>(() => ImagePreprocessor.Load(path, 224));
+        foreach (double kept in new[] { 0.5, 0.9, 0.999 })
+        {
+            string path = Path.Combine(_folder, $"cut-{kept}.{format}");
+            File.WriteAllBytes(path, whole.AsSpan(0, (int)(whole.Length * kept)).ToArray());
 
-        output.WriteLine(e.Message);
-        Assert.Contains(path, e.Message);
-        Assert.DoesNotContain('\n', e.Message);
+            var e = Assert.Throws<PaliGemmaException>(() => ImagePreprocessor.Load(path, 224));
+
+            output.WriteLine(e.Message);
+            Assert.Contains(path, e.Message);
+            Assert.DoesNotContain('\n', e.Message);
+        }
     }
 
     [Fact]
@@ -244,9 +261,9 @@ public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposab
             (rgb[i], rgb[i + 1], rgb[i + 2]) = ((byte)12, (byte)200, (byte)255);
         }
 
-        foreach (int size in new[] { 1, 16, 77, 224, 640 })
+        foreach (var (variant, size) in new[] { BicubicVariant.Pillow, BicubicVariant.Torchvision }.SelectMany(v => new[] { 1, 16, 77, 224, 640 }.Select(s => (v, s))))
         {
-            byte[] resized = ImagePreprocessor.ResizeBicubic(rgb, Width, Height, size, size);
+            byte[] resized = ImagePreprocessor.ResizeBicubic(rgb, Width, Height, size, size, variant);
             for (int i = 0; i < resized.Length; i += 3)
             {
                 Assert.Equal((12, 200, 255), (resized[i], resized[i + 1], resized[i + 2]));
@@ -268,6 +285,67 @@ public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposab
             // Loose: this catches an accidental quadratic loop, not a slow machine.
             Assert.InRange(stopwatch.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(10));
         }
+    }
+
+    private static (double MaxAbs, double MeanAbs, int Differing, int Total) CompareWithGolden(string image, int size, BicubicVariant variant)
+    {
+        var prepared = ImagePreprocessor.Load(GoldenData.ImagePath(image), size, variant: variant);
+        float[] expected = GoldenData.Tensor($"pixel_values/{image}/{size}");
+
+        Assert.Equal(size, prepared.Size);
+        Assert.Equal(size * size * 3, prepared.Rgb.Length);
+        Assert.Equal(3 * size * size, expected.Length);
+
+        // The reference is channel-planar [3, S, S]; ours is interleaved.
+        double maxAbs = 0;
+        double sumAbs = 0;
+        int differing = 0;
+        int plane = size * size;
+        for (int c = 0; c < 3; c++)
+        {
+            for (int p = 0; p < plane; p++)
+            {
+                double ours = (prepared.Rgb[3 * p + c] / 255.0 - 0.5) / 0.5;
+                double delta = Math.Abs(ours - expected[c * plane + p]);
+                maxAbs = Math.Max(maxAbs, delta);
+                sumAbs += delta;
+                if (delta > 1e-6)
+                {
+                    differing++;
+                }
+            }
+        }
+
+        return (maxAbs, sumAbs / expected.Length, differing, expected.Length);
+    }
+
+    /// <summary>Deterministic colours with hard black and white edges (overshoot and clipping); the same formula made the Pillow hashes.</summary>
+    private static byte[] Synthetic(int width, int height)
+    {
+        var rgb = new byte[width * height * 3];
+        for (int y = 0; y < height; y++)
+        {
+            for (int x = 0; x < width; x++)
+            {
+                int i = 3 * (y * width + x);
+                for (int c = 0; c < 3; c++)
+                {
+                    rgb[i + c] = (byte)((x * 7 + y * 13 + c * 50 + (x * y % 17) * 9) & 255);
+                }
+
+                if ((x / 5 + y / 3) % 2 == 0)
+                {
+                    rgb[i] = rgb[i + 1] = rgb[i + 2] = 255;
+                }
+
+                if ((x + y) % 11 == 0)
+                {
+                    rgb[i] = rgb[i + 1] = rgb[i + 2] = 0;
+                }
+            }
+        }
+
+        return rgb;
     }
 
     private static byte[] RandomBytes(int count, int seed)
@@ -319,6 +397,25 @@ public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposab
         }
 
         return ~crc;
+    }
+
+    private static readonly Dictionary<string, Action<Image, Stream>> Encoders = new()
+    {
+        ["png"] = (image, stream) => image.SaveAsPng(stream),
+        ["jpg"] = (image, stream) => image.SaveAsJpeg(stream),
+        ["gif"] = (image, stream) => image.SaveAsGif(stream),
+        ["bmp"] = (image, stream) => image.SaveAsBmp(stream),
+        ["webp"] = (image, stream) => image.SaveAsWebp(stream),
+        ["tiff"] = (image, stream) => image.SaveAsTiff(stream),
+        ["tga"] = (image, stream) => image.SaveAsTga(stream),
+    };
+
+    private static byte[] Encode(string format)
+    {
+        using var image = Image.Load<Rgb24>(GoldenData.ImagePath("chelsea"));
+        using var stream = new MemoryStream();
+        Encoders[format](image, stream);
+        return stream.ToArray();
     }
 
     private sealed class NonSeekableStream(byte[] bytes) : MemoryStream(bytes)

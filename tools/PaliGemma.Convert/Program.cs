@@ -2,7 +2,7 @@ using System.CommandLine;
 using PaliGemma.Cli.Shared;
 using PaliGemma.Gguf.Conversion;
 
-namespace PaliGemma.Convert;
+namespace PaliGemma.Tools.Convert;
 
 /// <summary><c>paligemma-convert</c>: a Hugging Face PaliGemma checkpoint folder to GGUF.</summary>
 public static class Program

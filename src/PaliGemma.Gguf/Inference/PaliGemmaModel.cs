@@ -171,8 +171,20 @@ public sealed class PaliGemmaModel : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         options.Validate();
-        var image = ImagePreprocessor.Load(request.ImagePath, ImageSize, Options.MaxImagePixels);
-        int[] textTokens = TokenizePrompt(request.Prompt);
+        return Generate(ImagePreprocessor.Load(request.ImagePath, ImageSize, Options.MaxImagePixels), request.Prompt, options, onToken, cancellationToken);
+    }
+
+    /// <summary>Runs one request on a picture already prepared at <see cref="ImageSize"/>.</summary>
+    public GenerationResult Generate(PreparedImage image, string prompt, GenerationOptions options, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        options.Validate();
+        if (image.Size != ImageSize || image.Rgb.Length != ImageSize * ImageSize * 3)
+        {
+            throw new PaliGemmaException($"the image is prepared at {image.Size} px but the model takes {ImageSize} px");
+        }
+
+        int[] textTokens = TokenizePrompt(prompt);
         int prefixLength = CheckFits(textTokens.Length, options.MaxNewTokens);
 
         _gate.Wait(cancellationToken);

@@ -1,0 +1,152 @@
+using System.Text.Json;
+using PaliGemma.Gguf.Tests.Infrastructure;
+using Xunit;
+
+namespace PaliGemma.Gguf.Tests.Cli;
+
+public sealed class RunCommandTests
+{
+    [Fact]
+    public void The_original_inference_py_options_parse_with_true_false_values()
+    {
+        var parsed = PaliGemma.Cli.Program.BuildCommand().Parse(
+        [
+            "run", "--model_path", "m", "--prompt", "caption en", "--image_file_path", "x.png", "--max_tokens_to_generate", "7",
+            "--temperature", "0.5", "--top_p", "0.7", "--do_sample", "True", "--only_cpu", "False",
+        ]);
+
+        Assert.Empty(parsed.Errors);
+        Assert.Equal("m", parsed.GetValue<DirectoryInfo>("--model-path")!.Name);
+        Assert.Equal(7, parsed.GetValue<int>("--max-tokens-to-generate"));
+        Assert.Equal(0.7f, parsed.GetValue<float>("--top-p"));
+        Assert.Equal(0.5f, parsed.GetValue<float>("--temperature"));
+        Assert.True(parsed.GetValue<bool>("--do-sample"));
+        Assert.False(parsed.GetValue<bool>("--only-cpu"));
+    }
+
+    [Fact]
+    public void Defaults_are_those_of_inference_py()
+    {
+        var parsed = PaliGemma.Cli.Program.BuildCommand().Parse(["run", "--model-path", "m", "--prompt", "p", "--image-file-path", "x.png"]);
+
+        Assert.Empty(parsed.Errors);
+        Assert.Equal(100, parsed.GetValue<int>("--max-tokens-to-generate"));
+        Assert.Equal(0.8f, parsed.GetValue<float>("--temperature"));
+        Assert.Equal(0.9f, parsed.GetValue<float>("--top-p"));
+        Assert.False(parsed.GetValue<bool>("--do-sample"));
+    }
+
+    [Theory]
+    [InlineData("--do_sample", "maybe")]
+    [InlineData("--max_tokens_to_generate", "many")]
+    public void Bad_option_values_are_parse_errors(string option, string value)
+    {
+        var parsed = PaliGemma.Cli.Program.BuildCommand().Parse(["run", "--model-path", "m", "--prompt", "p", "--image-file-path", "x.png", option, value]);
+
+        Assert.NotEmpty(parsed.Errors);
+    }
+
+    [Fact]
+    public void A_checkpoint_folder_is_converted_on_first_use_then_reused()
+    {
+        string checkpoint = CopyOfGoldenCheckpoint("tiny-paligemma-224");
+        var golden = GoldenData.Case("tiny-paligemma-224/chelsea/caption_en");
+        string[] arguments = ["run", "--model_path", checkpoint, "--image_file_path", GoldenData.ImagePath("chelsea"), "--prompt", "caption en", "--max_tokens_to_generate", "4", "--json"];
+
+        var first = CliProcess.Run("paligemma", arguments);
+        var second = CliProcess.Run("paligemma", arguments);
+
+        Assert.True(first.ExitCode == 0, first.StandardError);
+        Assert.Contains("writing", first.StandardError, StringComparison.Ordinal);
+        Assert.Equal(2, Directory.GetFiles(Path.Combine(checkpoint, "gguf"), "*.gguf").Length);
+        Assert.Equal(0, second.ExitCode);
+        Assert.DoesNotContain("writing", second.StandardError, StringComparison.Ordinal);
+        foreach (var run in new[] { first, second })
+        {
+            using var json = JsonDocument.Parse(run.StandardOutput);
+            var tokens = json.RootElement.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32());
+            Assert.Equal(golden.GreedyTokens.Take(4), tokens);
+            Assert.Equal(golden.InputIds.Length, json.RootElement.GetProperty("prompt_tokens").GetInt32());
+            Assert.True(json.RootElement.GetProperty("timings").GetProperty("peak_rss_bytes").GetInt64() > 0);
+        }
+    }
+
+    [Fact]
+    public void A_gguf_folder_with_two_text_models_is_a_clear_error()
+    {
+        var files = TestModels.Converted("tiny-paligemma-224");
+        string folder = TestModels.NewFolder("ambiguous");
+        File.Copy(files.TextModelPath, Path.Combine(folder, "a.gguf"));
+        File.Copy(files.TextModelPath, Path.Combine(folder, "b.gguf"));
+        File.Copy(files.MmprojPath, Path.Combine(folder, "mmproj.gguf"));
+
+        var result = CliProcess.Run("paligemma", "run", "--model-path", folder, "-i", GoldenData.ImagePath("chelsea"), "-p", "caption en");
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Single(result.ErrorLines);
+        Assert.Contains("expected one text GGUF and one mmproj GGUF", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_gguf_folder_with_one_pair_runs()
+    {
+        var files = TestModels.Converted("tiny-paligemma2-224");
+        string folder = TestModels.NewFolder("pair");
+        File.Copy(files.TextModelPath, Path.Combine(folder, "text.gguf"));
+        File.Copy(files.MmprojPath, Path.Combine(folder, "vision.gguf"));
+        var golden = GoldenData.Case("tiny-paligemma2-224/chelsea/caption_en");
+
+        var result = CliProcess.Run("paligemma", "run", "--model-path", folder, "-i", GoldenData.ImagePath("chelsea"), "-p", "caption en", "-n", "16", "--exact");
+
+        Assert.True(result.ExitCode == 0, result.StandardError);
+        Assert.Equal(golden.GreedyText + "\n", result.StandardOutput);
+    }
+
+    [Theory]
+    [InlineData("missing-image")]
+    [InlineData("no-model")]
+    [InlineData("not-an-image")]
+    public void Errors_are_one_line_with_exit_code_1(string problem)
+    {
+        var files = TestModels.Converted("tiny-paligemma-224");
+        string notAnImage = Path.Combine(TestModels.NewFolder("text"), "notes.png");
+        File.WriteAllText(notAnImage, "this is not a picture");
+        string[] arguments = problem switch
+        {
+            "missing-image" => ["run", "--model", files.TextModelPath, "--mmproj", files.MmprojPath, "-i", "/nonexistent.png", "-p", "caption en"],
+            "no-model" => ["run", "-i", GoldenData.ImagePath("chelsea"), "-p", "caption en"],
+            _ => ["run", "--model", files.TextModelPath, "--mmproj", files.MmprojPath, "-i", notAnImage, "-p", "caption en"],
+        };
+
+        var result = CliProcess.Run("paligemma", arguments);
+
+        Assert.Equal(1, result.ExitCode);
+        Assert.Single(result.ErrorLines);
+        Assert.StartsWith("error: ", result.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Help_and_version_work_for_every_command()
+    {
+        foreach (string[] arguments in new[] { new[] { "--help" }, ["run", "--help"], ["inspect", "--help"], ["quantize", "--help"], ["--version"] })
+        {
+            var result = CliProcess.Run("paligemma", arguments);
+            Assert.True(result.ExitCode == 0, string.Join(' ', arguments) + ": " + result.StandardError);
+            Assert.NotEmpty(result.StandardOutput);
+        }
+    }
+
+    private static string CopyOfGoldenCheckpoint(string name)
+    {
+        string source = GoldenData.Model(name).Directory;
+        string destination = Path.Combine(TestModels.NewFolder("ckpt"), name);
+        Directory.CreateDirectory(destination);
+        foreach (string file in Directory.GetFiles(source))
+        {
+            File.Copy(file, Path.Combine(destination, Path.GetFileName(file)));
+        }
+
+        return destination;
+    }
+}
