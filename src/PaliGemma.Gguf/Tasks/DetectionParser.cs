@@ -128,7 +128,7 @@ public static class DetectionParser
 
         end = cursor;
         var box = new PixelBox(
-            X1: BinToPixel(bins[0], width),
+            X1: BinToPixel(bins[1], width),
             Y1: BinToPixel(bins[0], height),
             X2: BinToPixel(bins[3], width),
             Y2: BinToPixel(bins[2], height));
