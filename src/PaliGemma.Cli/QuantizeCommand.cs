@@ -16,7 +16,7 @@ internal static class QuantizeCommand
             Description = $"Text model: {string.Join(", ", OutputType.TextTypes.Select(t => t.Name))}; mmproj: {string.Join(", ", OutputType.MmprojTypes.Select(t => t.Name))}",
             Required = true,
         };
-        var threads = new Option<int>("--threads") { Description = "Threads for llama.cpp's quantizer [default: all cores]", DefaultValueFactory = _ => 0 };
+        var threads = new Option<int>("--threads") { Description = "Threads for llama.cpp's quantizer; 0 uses every core", DefaultValueFactory = _ => 0 };
         var force = new Option<bool>("--force", "-f") { Description = "Overwrite the output file" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Show llama.cpp's log and stack traces" };
         var command = new Command("quantize", "Quantize a converted GGUF (text model through llama.cpp's quantizer; mmproj where its rows allow)")

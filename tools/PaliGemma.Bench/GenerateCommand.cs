@@ -15,17 +15,23 @@ internal static class GenerateCommand
             Required = true,
         };
         model.AcceptOnlyFromAmong(ModelPreset.All.Select(p => p.Name).ToArray());
-        var outDir = new Option<DirectoryInfo>("--out", "-o") { Description = "Folder for the checkpoint (created if needed)", Required = true };
+        var outDir = new Option<DirectoryInfo>("--out", "-o") { Description = "Folder for the checkpoint (created if needed)", HelpName = "dir", Required = true };
         var dtype = new Option<string>("--dtype")
         {
             Description = "Element type of the weights",
             DefaultValueFactory = _ => WeightFormat.BF16.Name,
         };
         dtype.AcceptOnlyFromAmong(WeightFormat.All.Select(f => f.Name).ToArray());
-        var seed = new Option<ulong>("--seed") { Description = "Seed of the random values: the same seed gives the same files", DefaultValueFactory = _ => 0 };
+        var seed = new Option<ulong>("--seed")
+        {
+            Description = "Seed of the random values: the same seed gives the same files",
+            HelpName = "n",
+            DefaultValueFactory = _ => 0,
+        };
         var maxShardSize = new Option<long>("--max-shard-size")
         {
             Description = "Largest safetensors file in bytes (save_pretrained's \"5GB\")",
+            HelpName = "bytes",
             DefaultValueFactory = _ => ShardPlan.DefaultMaxShardBytes,
         };
         maxShardSize.Validators.Add(result =>

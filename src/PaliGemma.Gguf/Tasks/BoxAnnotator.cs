@@ -215,7 +215,7 @@ public static class BoxAnnotator
                 image.Save(stream, new PngEncoder());
             }
 
-            File.Copy(temporary, outputPath, overwrite: true);
+            File.Move(temporary, outputPath, overwrite: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -226,7 +226,7 @@ public static class BoxAnnotator
             // After the rename there is nothing left to delete; after a failure, the partial file goes.
             if (temporary is not null)
             {
-                _ = temporary;
+                TemporaryFiles.Delete(temporary);
             }
         }
     }

@@ -3,7 +3,7 @@ using SixLabors.ImageSharp.PixelFormats;
 namespace PaliGemma.Gguf.Tasks;
 
 /// <summary>
-/// Box colours: ten saturated hues far apart from each other, handed out to labels in the order they first
+/// Box colours: ten strong colours far apart from each other, handed out to labels in the order they first
 /// appear, so the first ten labels of a picture never share a colour and a label keeps its colour throughout.
 /// </summary>
 internal sealed class LabelPalette

@@ -9,10 +9,12 @@ internal static class AtomicFile
     /// <summary>Large enough that small tensors and headers coalesce into few write calls.</summary>
     private const int BufferSize = 4 << 20;
 
+    private const string TemporarySuffix = ".tmp";
+
     public static void Write(string path, Action<Stream> write, CancellationToken cancellationToken = default)
     {
         string fullPath = Path.GetFullPath(path);
-        string temporary = Path.Combine(Path.GetDirectoryName(fullPath)!, $".{Path.GetFileName(fullPath)}.{Environment.ProcessId}.tmp");
+        string temporary = Path.Combine(Path.GetDirectoryName(fullPath)!, $".{Path.GetFileName(fullPath)}.{Environment.ProcessId}{TemporarySuffix}");
         try
         {
             using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, BufferSize))
@@ -28,5 +30,18 @@ internal static class AtomicFile
             // Still there only when writing failed or was cancelled.
             File.Delete(temporary);
         }
+    }
+
+    /// <summary>The name of the file a temporary (<c>.{name}.{pid}.tmp</c>) was being written as; null for other files.</summary>
+    public static string? TargetOfTemporary(string fileName)
+    {
+        if (!fileName.StartsWith('.') || !fileName.EndsWith(TemporarySuffix, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        string inner = fileName[1..^TemporarySuffix.Length];
+        int dot = inner.LastIndexOf('.');
+        return dot > 0 && dot < inner.Length - 1 && inner[(dot + 1)..].All(char.IsAsciiDigit) ? inner[..dot] : null;
     }
 }

@@ -67,21 +67,27 @@ internal static class CheckpointGenerator
     /// <summary>
     /// Refuses to overwrite a checkpoint unless asked to. When asked, removes the old one's weights
     /// first, including shards of another count that the new index would not name, so they neither
-    /// linger nor hold disk space the new files need.
+    /// linger nor hold disk space the new files need. Temporaries of a killed run always go.
     /// </summary>
     private static void PrepareFolder(string directory, IReadOnlyList<Shard> shards, bool overwrite)
     {
-        string[] ownNames =
-        [
+        var ownNames = new HashSet<string>(StringComparer.Ordinal)
+        {
             "config.json", "generation_config.json", "preprocessor_config.json", HubConfigFiles.IndexFileName,
             "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-        ];
-        var existing = ownNames.Select(n => Path.Combine(directory, n))
-            .Concat(Directory.EnumerateFiles(directory, "model*.safetensors"))
-            .Concat(shards.Select(s => Path.Combine(directory, s.FileName)))
-            .Where(File.Exists)
-            .Distinct(StringComparer.Ordinal)
-            .ToList();
+        };
+        ownNames.UnionWith(shards.Select(s => s.FileName));
+        bool IsOurs(string name) => ownNames.Contains(name) || (name.StartsWith("model", StringComparison.Ordinal) && name.EndsWith(".safetensors", StringComparison.Ordinal));
+
+        foreach (string file in Directory.EnumerateFiles(directory, ".*").ToList())
+        {
+            if (AtomicFile.TargetOfTemporary(Path.GetFileName(file)) is { } target && IsOurs(target))
+            {
+                File.Delete(file);
+            }
+        }
+
+        var existing = Directory.EnumerateFiles(directory).Where(f => IsOurs(Path.GetFileName(f))).Order(StringComparer.Ordinal).ToList();
         if (existing.Count == 0)
         {
             return;
