@@ -8,6 +8,21 @@ public static class CliProcess
     public sealed record Result(int ExitCode, string StandardOutput, string StandardError)
     {
         public string[] ErrorLines => StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+        /// <summary>
+        /// The one error line: progress lines ("loading ...") may come before it, but exactly one line
+        /// is an error, it is the last, and no stack trace follows.
+        /// </summary>
+        public string SingleErrorLine()
+        {
+            var errors = ErrorLines.Where(l => l.StartsWith("error: ", StringComparison.Ordinal)).ToList();
+            if (errors.Count != 1 || ErrorLines[^1] != errors[0] || StandardError.Contains("   at ", StringComparison.Ordinal))
+            {
+                throw new Xunit.Sdk.XunitException($"expected exactly one error line, last, without a stack trace; stderr was:\n{StandardError}");
+            }
+
+            return errors[0];
+        }
     }
 
     public static Result Run(string program, params string[] arguments) => Run(program, TimeSpan.FromMinutes(3), arguments);
