@@ -5,6 +5,7 @@ using PaliGemma.Gguf;
 using PaliGemma.Gguf.Conversion;
 using PaliGemma.Gguf.Gguf;
 using PaliGemma.Gguf.Inference;
+using PaliGemma.Gguf.Tasks;
 
 namespace PaliGemma.Cli;
 
@@ -37,13 +38,14 @@ internal static class RunCommand
         var mmap = new Option<bool?>("--mmap") { Description = "Memory-map the text model (true/false) [default: chosen per file type]" };
         var outType = new Option<string>("--outtype") { Description = "Text model type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
         var mmprojType = new Option<string>("--mmproj-type") { Description = "mmproj type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
+        var annotate = new Option<FileInfo?>("--annotate") { Description = "Write the picture with the detected boxes drawn and labelled to this PNG (for \"detect ...\" prompts)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (text, tokens, timings) at the end instead of streaming text" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Show llama.cpp/mtmd logs and stack traces" };
 
         var command = new Command("run", "Generate text for a picture and a prompt")
         {
             model, mmproj, modelPath, image, prompt, maxTokens, temperature, topP, topK, doSample, seed, threads,
-            onlyCpu, gpuLayers, exact, mmap, outType, mmprojType, json, verbose,
+            onlyCpu, gpuLayers, exact, mmap, outType, mmprojType, annotate, json, verbose,
         };
 
         command.SetAction(parsed => CommandRunner.Run(parsed.GetValue(verbose), cancellationToken =>
@@ -85,13 +87,24 @@ internal static class RunCommand
             };
             var result = loaded.Generate(picture, parsed.GetValue(prompt)!, generation, stream, cancellationToken);
 
-            if (isJson)
-            {
-                WriteJson(result, loaded);
-            }
-            else
+            if (!isJson)
             {
                 Console.Out.WriteLine();
+            }
+
+            var objects = DetectionParser.Parse(result.Text, picture.OriginalWidth, picture.OriginalHeight);
+            if (parsed.GetValue(annotate) is { } annotated)
+            {
+                BoxAnnotator.Annotate(parsed.GetValue(image)!.FullName, objects, annotated.FullName);
+                if (!isJson)
+                {
+                    Console.Error.WriteLine($"{objects.Count(o => o.IsValid)} boxes drawn on {annotated.FullName}");
+                }
+            }
+
+            if (isJson)
+            {
+                WriteJson(result, objects, loaded);
             }
 
             if (result.StopReason == StopReason.Cancelled)
@@ -133,7 +146,7 @@ internal static class RunCommand
         return new ModelFiles(model.FullName, mmproj.FullName, false);
     }
 
-    private static void WriteJson(GenerationResult result, PaliGemmaModel model)
+    private static void WriteJson(GenerationResult result, IReadOnlyList<DetectedObject> objects, PaliGemmaModel model)
     {
         using var stream = Console.OpenStandardOutput();
         using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
@@ -147,6 +160,34 @@ internal static class RunCommand
 
         writer.WriteEndArray();
         writer.WriteNumber("prompt_tokens", result.PromptTokens);
+        writer.WriteStartArray("objects");
+        foreach (var found in objects)
+        {
+            writer.WriteStartObject();
+            writer.WriteString("label", found.Label);
+            writer.WriteStartArray("box");
+            foreach (int coordinate in new[] { found.Box.X1, found.Box.Y1, found.Box.X2, found.Box.Y2 })
+            {
+                writer.WriteNumberValue(coordinate);
+            }
+
+            writer.WriteEndArray();
+            writer.WriteBoolean("valid", found.IsValid);
+            if (found.SegmentCodes is { } codes)
+            {
+                writer.WriteStartArray("seg");
+                foreach (int code in codes)
+                {
+                    writer.WriteNumberValue(code);
+                }
+
+                writer.WriteEndArray();
+            }
+
+            writer.WriteEndObject();
+        }
+
+        writer.WriteEndArray();
         writer.WriteString("stop_reason", result.StopReason switch
         {
             StopReason.EndOfSequence => "eos",
