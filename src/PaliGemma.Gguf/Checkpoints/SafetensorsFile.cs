@@ -107,7 +107,9 @@ public sealed class SafetensorsFile : IDisposable
         }
 
         ObjectDisposedException.ThrowIf(_view is null && tensor.ByteCount > 0, this);
-        new ReadOnlySpan<byte>(_data + tensor.DataOffset + byteOffset, destination.Length).CopyTo(destination);
+        byte* source = _data + tensor.DataOffset + byteOffset;
+        new ReadOnlySpan<byte>(source, destination.Length).CopyTo(destination);
+        Native.PageCache.Release(source, destination.Length);
     }
 
     private static Dictionary<string, SafetensorsTensor> ParseHeader(string path, byte[] header, long dataLength)
