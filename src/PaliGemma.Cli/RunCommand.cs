@@ -38,6 +38,7 @@ internal static class RunCommand
         var mmap = new Option<bool?>("--mmap") { Description = "Memory-map the text model (true/false) [default: chosen per file type]" };
         var outType = new Option<string>("--outtype") { Description = "Text model type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
         var mmprojType = new Option<string>("--mmproj-type") { Description = "mmproj type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
+        var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Generate exactly --max-tokens-to-generate tokens, past end-of-sequence (benchmarks)" };
         var annotate = new Option<FileInfo?>("--annotate") { Description = "Write the picture with the detected boxes drawn and labelled to this PNG (for \"detect ...\" prompts)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (text, tokens, timings) at the end instead of streaming text" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Show llama.cpp/mtmd logs and stack traces" };
@@ -45,7 +46,7 @@ internal static class RunCommand
         var command = new Command("run", "Generate text for a picture and a prompt")
         {
             model, mmproj, modelPath, image, prompt, maxTokens, temperature, topP, topK, doSample, seed, threads,
-            onlyCpu, gpuLayers, exact, mmap, outType, mmprojType, annotate, json, verbose,
+            onlyCpu, gpuLayers, exact, mmap, outType, mmprojType, ignoreEos, annotate, json, verbose,
         };
 
         command.SetAction(parsed => CommandRunner.Run(parsed.GetValue(verbose), cancellationToken =>
@@ -69,6 +70,7 @@ internal static class RunCommand
                 TopP = parsed.GetValue(topP),
                 TopK = parsed.GetValue(topK),
                 Seed = parsed.GetValue(seed),
+                IgnoreEndOfSequence = parsed.GetValue(ignoreEos),
             };
             // Prepare the picture before loading the model: a bad picture fails in milliseconds.
             long imageSize = GgufFile.Open(files.MmprojPath).GetInteger("clip.vision.image_size") ?? 224;

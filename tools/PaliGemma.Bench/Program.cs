@@ -10,5 +10,8 @@ public static class Program
     public static RootCommand BuildCommand() => new("Benchmark helpers for PaliGemma.Gguf.")
     {
         GenerateCommand.Build(),
+        MeasureCommands.BuildBare(),
+        MeasureCommands.BuildBandwidth(),
+        BenchCommand.Build(),
     };
 }

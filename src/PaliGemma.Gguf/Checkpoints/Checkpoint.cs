@@ -52,7 +52,7 @@ public sealed class Checkpoint : IDisposable
                 {
                     if (!file.Tensors.ContainsKey(name))
                     {
-                        throw PaliGemmaException.InFile(System.IO.Path.Combine(directory, IndexFileName), $"tensor '{name}' is mapped to {System.IO.Path.GetFileName(file.Path)} but that file does not hold it");
+                        throw PaliGemmaException.InFile(System.IO.Path.Combine(directory, IndexFileName), $"tensor '{TensorNames.ForMessage(name)}' is mapped to {System.IO.Path.GetFileName(file.Path)} but that file does not hold it");
                     }
                 }
 
@@ -61,7 +61,7 @@ public sealed class Checkpoint : IDisposable
                     string canonical = TensorNames.Canonicalize(tensor.Name);
                     if (!byName.TryAdd(canonical, (file, tensor)))
                     {
-                        throw PaliGemmaException.InFile(file.Path, $"tensor '{tensor.Name}' appears more than once in the checkpoint");
+                        throw PaliGemmaException.InFile(file.Path, $"tensor '{TensorNames.ForMessage(tensor.Name)}' appears more than once in the checkpoint");
                     }
                 }
             }
@@ -98,7 +98,7 @@ public sealed class Checkpoint : IDisposable
                 string shardPath = System.IO.Path.Combine(directory, shard);
                 if (!File.Exists(shardPath))
                 {
-                    throw PaliGemmaException.InFile(indexPath, $"shard '{shard}' is named in the index but absent from the folder");
+                    throw PaliGemmaException.InFile(indexPath, $"shard '{TensorNames.ForMessage(shard)}' is named in the index but absent from the folder");
                 }
 
                 yield return (SafetensorsFile.Open(shardPath), names);
@@ -132,7 +132,8 @@ public sealed class Checkpoint : IDisposable
         {
             using var stream = File.OpenRead(indexPath);
             using var document = JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 16 });
-            if (!document.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+            if (document.RootElement.ValueKind != JsonValueKind.Object
+                || !document.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
             {
                 throw PaliGemmaException.InFile(indexPath, "no \"weight_map\" object");
             }
@@ -143,7 +144,7 @@ public sealed class Checkpoint : IDisposable
                 string? shard = entry.Value.ValueKind == JsonValueKind.String ? entry.Value.GetString() : null;
                 if (string.IsNullOrEmpty(shard) || shard != System.IO.Path.GetFileName(shard))
                 {
-                    throw PaliGemmaException.InFile(indexPath, $"tensor '{entry.Name}' maps to an invalid shard name");
+                    throw PaliGemmaException.InFile(indexPath, $"tensor '{TensorNames.ForMessage(entry.Name)}' maps to an invalid shard name");
                 }
 
                 if (!shards.TryGetValue(shard, out var names))
@@ -164,6 +165,11 @@ public sealed class Checkpoint : IDisposable
         catch (JsonException e)
         {
             throw PaliGemmaException.InFile(indexPath, $"invalid JSON: {e.Message}", e);
+        }
+        catch (InvalidOperationException e)
+        {
+            // A string that is not UTF-16 (an escaped lone surrogate) parses but cannot be read.
+            throw PaliGemmaException.InFile(indexPath, $"unreadable value: {e.Message}", e);
         }
         catch (IOException e)
         {

@@ -24,7 +24,7 @@ public sealed class CheckpointTensor
     {
         if (!Info.DType.IsFloatingPoint())
         {
-            throw PaliGemmaException.InFile(File.Path, $"tensor '{Info.Name}' has dtype {Info.DType}; only F32, F16 and BF16 convert");
+            throw PaliGemmaException.InFile(File.Path, $"tensor '{TensorNames.ForMessage(Info.Name)}' has dtype {Info.DType}; only F32, F16 and BF16 convert");
         }
 
         int elementSize = Info.DType.ElementSize();

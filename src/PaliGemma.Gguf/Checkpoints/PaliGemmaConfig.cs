@@ -49,8 +49,8 @@ public sealed record PaliGemmaConfig(TextConfig Text, VisionConfig Vision, int P
         string modelType = root.String("model_type") ?? "";
         if (modelType != "paligemma")
         {
-            string architectures = root.TryGetProperty("architectures", out var a) ? a.ToString() : "none";
-            throw PaliGemmaException.InFile(path, $"unsupported model_type '{modelType}' (architectures {architectures}): only PaliGemma (model_type \"paligemma\") checkpoints convert");
+            string architectures = root.TryGetProperty("architectures", out var a) ? a.Describe() : "none";
+            throw PaliGemmaException.InFile(path, $"unsupported model_type '{TensorNames.ForMessage(modelType)}' (architectures {architectures}): only PaliGemma (model_type \"paligemma\") checkpoints convert");
         }
 
         var textElement = root.TryGetProperty("text_config", out var t) && t.ValueKind == JsonValueKind.Object ? t : default;
@@ -113,7 +113,7 @@ public sealed record TextConfig(
         string modelType = e.String("model_type") ?? "gemma";
         if (modelType is not ("gemma" or "gemma2"))
         {
-            throw PaliGemmaException.InFile(path, $"unsupported text_config.model_type '{modelType}': expected gemma (PaliGemma) or gemma2 (PaliGemma 2)");
+            throw PaliGemmaException.InFile(path, $"unsupported text_config.model_type '{TensorNames.ForMessage(modelType)}': expected gemma (PaliGemma) or gemma2 (PaliGemma 2)");
         }
 
         // transformers' GemmaConfig / Gemma2Config defaults, except where PaliGemmaConfig builds its own
@@ -173,7 +173,7 @@ internal static class JsonConfigExtensions
             return value;
         }
 
-        throw new FormatException($"\"{name}\" must be an integer, found {v}");
+        throw new FormatException($"\"{name}\" must be an integer, found {v.Describe()}");
     }
 
     public static double? Double(this JsonElement e, string name)
@@ -188,6 +188,19 @@ internal static class JsonConfigExtensions
             return value;
         }
 
-        throw new FormatException($"\"{name}\" must be a number, found {v}");
+        throw new FormatException($"\"{name}\" must be a number, found {v.Describe()}");
     }
+
+    /// <summary>
+    /// A value as a one-line error message shows it: the raw text can span lines (a pretty-printed
+    /// array) and be of any length, so containers are summarized and names escaped.
+    /// </summary>
+    public static string Describe(this JsonElement v) => v.ValueKind switch
+    {
+        JsonValueKind.Array when v.GetArrayLength() <= 8 && v.EnumerateArray().All(i => i.ValueKind == JsonValueKind.String) =>
+            "[" + string.Join(", ", v.EnumerateArray().Select(i => TensorNames.ForMessage(i.GetString()!))) + "]",
+        JsonValueKind.Array => $"an array of {v.GetArrayLength()} values",
+        JsonValueKind.Object => "an object",
+        _ => TensorNames.ForMessage(v.GetRawText()),
+    };
 }

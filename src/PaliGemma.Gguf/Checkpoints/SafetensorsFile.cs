@@ -126,34 +126,48 @@ public sealed class SafetensorsFile : IDisposable
 
         using (document)
         {
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
+            try
             {
-                throw PaliGemmaException.InFile(path, "safetensors header is not a JSON object");
+                return ParseTensors(path, document.RootElement, dataLength);
             }
-
-            var tensors = new Dictionary<string, SafetensorsTensor>(StringComparer.Ordinal);
-            foreach (var property in document.RootElement.EnumerateObject())
+            catch (InvalidOperationException e)
             {
-                if (property.Name == "__metadata__")
-                {
-                    continue;
-                }
-
-                var tensor = ParseTensor(path, property.Name, property.Value, dataLength);
-                if (!tensors.TryAdd(tensor.Name, tensor))
-                {
-                    throw PaliGemmaException.InFile(path, $"tensor '{tensor.Name}' is declared twice");
-                }
+                // JsonDocument accepts escapes such as "\udc00" that are not UTF-16; reading such a
+                // name or dtype as a string throws this.
+                throw PaliGemmaException.InFile(path, $"safetensors header holds an unreadable value: {e.Message}", e);
             }
-
-            CheckNoOverlap(path, tensors.Values);
-            return tensors;
         }
+    }
+
+    private static Dictionary<string, SafetensorsTensor> ParseTensors(string path, JsonElement root, long dataLength)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw PaliGemmaException.InFile(path, "safetensors header is not a JSON object");
+        }
+
+        var tensors = new Dictionary<string, SafetensorsTensor>(StringComparer.Ordinal);
+        foreach (var property in root.EnumerateObject())
+        {
+            if (property.Name == "__metadata__")
+            {
+                continue;
+            }
+
+            var tensor = ParseTensor(path, property.Name, property.Value, dataLength);
+            if (!tensors.TryAdd(tensor.Name, tensor))
+            {
+                throw PaliGemmaException.InFile(path, $"tensor '{TensorNames.ForMessage(tensor.Name)}' is declared twice");
+            }
+        }
+
+        CheckNoOverlap(path, tensors.Values);
+        return tensors;
     }
 
     private static SafetensorsTensor ParseTensor(string path, string name, JsonElement entry, long dataLength)
     {
-        string Problem(string what) => $"tensor '{name}': {what}";
+        string Problem(string what) => $"tensor '{TensorNames.ForMessage(name)}': {what}";
 
         if (entry.ValueKind != JsonValueKind.Object
             || !entry.TryGetProperty("dtype", out var dtypeElement) || dtypeElement.ValueKind != JsonValueKind.String
@@ -166,7 +180,7 @@ public sealed class SafetensorsFile : IDisposable
         string dtypeName = dtypeElement.GetString()!;
         if (!TensorDTypes.TryParse(dtypeName, out var dtype))
         {
-            throw PaliGemmaException.InFile(path, Problem($"unsupported dtype '{dtypeName}'"));
+            throw PaliGemmaException.InFile(path, Problem($"unsupported dtype '{TensorNames.ForMessage(dtypeName)}'"));
         }
 
         int rank = shapeElement.GetArrayLength();
@@ -203,7 +217,9 @@ public sealed class SafetensorsFile : IDisposable
 
         var begin = offsetsElement[0];
         var end = offsetsElement[1];
-        if (!begin.TryGetInt64(out long start) || !end.TryGetInt64(out long stop) || start < 0 || stop < start)
+        // TryGetInt64 throws rather than answers false on a non-number, so the kind is checked first.
+        if (begin.ValueKind != JsonValueKind.Number || end.ValueKind != JsonValueKind.Number
+            || !begin.TryGetInt64(out long start) || !end.TryGetInt64(out long stop) || start < 0 || stop < start)
         {
             throw PaliGemmaException.InFile(path, Problem("data_offsets must be non-negative integers with begin <= end"));
         }
@@ -238,7 +254,7 @@ public sealed class SafetensorsFile : IDisposable
         {
             if (previous is not null && tensor.DataOffset < previous.DataOffset + previous.ByteCount)
             {
-                throw PaliGemmaException.InFile(path, $"tensors '{previous.Name}' and '{tensor.Name}' overlap in the data section");
+                throw PaliGemmaException.InFile(path, $"tensors '{TensorNames.ForMessage(previous.Name)}' and '{TensorNames.ForMessage(tensor.Name)}' overlap in the data section");
             }
 
             previous = tensor;

@@ -37,4 +37,28 @@ public static class TensorNames
 
         return rest;
     }
+
+    /// <summary>
+    /// A name read from a file (tensor, key, token, dtype), as an error message shows it. A hostile file
+    /// can hold any characters and any length there, and <see cref="PaliGemmaException"/> promises a
+    /// one-line message: control and line-separator characters are escaped and long names cut.
+    /// </summary>
+    internal static string ForMessage(string name)
+    {
+        const int MaxLength = 200;
+        var text = new System.Text.StringBuilder(Math.Min(name.Length, MaxLength) + 8);
+        foreach (char c in name.Length > MaxLength ? name[..MaxLength] : name)
+        {
+            if (char.IsControl(c) || c is '\u2028' or '\u2029')
+            {
+                text.Append($"\\u{(int)c:x4}");
+            }
+            else
+            {
+                text.Append(c);
+            }
+        }
+
+        return name.Length > MaxLength ? text.Append("...").ToString() : text.ToString();
+    }
 }

@@ -24,6 +24,9 @@ public sealed record GenerationOptions
     /// <summary>Random seed for sampling: the same seed gives the same output. Default: null (random).</summary>
     public uint? Seed { get; init; }
 
+    /// <summary>Keep generating past the end-of-sequence token, up to <see cref="MaxNewTokens"/> (benchmarks). Default: false.</summary>
+    public bool IgnoreEndOfSequence { get; init; }
+
     /// <summary>True when the options amount to greedy decoding.</summary>
     public bool IsGreedy => !DoSample || Temperature <= 0 || TopK == 1;
 

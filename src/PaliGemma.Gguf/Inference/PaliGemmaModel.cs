@@ -214,7 +214,7 @@ public sealed class PaliGemmaModel : IDisposable
 
                 var token = sampler.Sample(decoder.Handle, decoder.LastLogitsIndex);
                 sampler.Accept(token);
-                if (_weights.Vocab.EOS is { } eos && token == eos)
+                if (!options.IgnoreEndOfSequence && _weights.Vocab.EOS is { } eos && token == eos)
                 {
                     stop = StopReason.EndOfSequence;
                     break;

@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+using LLama.Sampling;
+
+namespace PaliGemma.Bench.Measurement;
+
+/// <summary>
+/// The same work as <c>paligemma run</c> straight on LLamaSharp and the llama.cpp natives, with no
+/// product code in between: the yardstick the product is compared with. Load the two files, encode
+/// one S x S picture with mtmd, decode a prefix of image-plus-text rows as one non-causal embeddings
+/// batch, then decode tokens one by one with greedy sampling.
+/// </summary>
+internal static class BareEngine
+{
+    public sealed record Result(double LoadMs, double ImageEncodeMs, double PrefillMs, double DecodeTokensPerSecond, long PeakRssBytes);
+
+    public static Result Run(string textModel, string mmproj, int threads, int textRows, int tokens, bool memoryMap)
+    {
+        NativeLibraryConfig.All.WithLogCallback((_, _) => { });
+        var clock = Stopwatch.StartNew();
+        var parameters = new ModelParams(textModel)
+        {
+            LoadMode = memoryMap ? LLamaLoadMode.MemoryMap : LLamaLoadMode.None,
+            Threads = threads,
+            BatchThreads = threads,
+        };
+        using var weights = LLamaWeights.LoadFromFile(parameters);
+        var mtmdParameters = MtmdContextParams.Default();
+        mtmdParameters.NThreads = threads;
+        mtmdParameters.PrintTimings = false;
+        using var mtmd = MtmdWeights.LoadFromFile(mmproj, weights, mtmdParameters);
+        double loadMs = clock.Elapsed.TotalMilliseconds;
+
+        int size = (int)(GgufKeys.ImageSize(mmproj));
+        var rgb = new byte[size * size * 3];
+        new Random(1).NextBytes(rgb);
+        using var bitmap = SafeMtmdEmbed.FromRgbBytes((uint)size, (uint)size, rgb)!;
+        mtmd.Tokenize("<__media__>", false, true, [bitmap], out var chunks);
+        using (chunks)
+        {
+            var chunk = chunks!.Enumerate().First(c => c.Type == SafeMtmdInputChunk.SafeMtmdInputChunkType.Image);
+            int imageRows = (int)chunk.NTokens;
+            int embedding = weights.EmbeddingSize;
+            int prefix = imageRows + textRows;
+
+            clock.Restart();
+            IntPtr context = mtmd.NativeHandle.DangerousGetHandle();
+            if (mtmd_encode_chunk(context, chunk.NativePtr) != 0)
+            {
+                throw new InvalidOperationException("mtmd_encode_chunk failed");
+            }
+
+            var rows = new float[prefix * embedding];
+            unsafe
+            {
+                new ReadOnlySpan<float>(mtmd_get_output_embd(context), imageRows * embedding).CopyTo(rows);
+            }
+
+            double encodeMs = clock.Elapsed.TotalMilliseconds;
+            new Random(2).NextSingle();
+            for (int i = imageRows * embedding; i < rows.Length; i++)
+            {
+                rows[i] = 0.01f * (i % 7);
+            }
+
+            using var llama = weights.CreateContext(new ModelParams(textModel)
+            {
+                ContextSize = (uint)(prefix + tokens),
+                BatchSize = (uint)prefix,
+                UBatchSize = (uint)prefix,
+                Threads = threads,
+                BatchThreads = threads,
+            });
+            var batch = new LLamaBatchEmbeddings(embedding);
+            for (int i = 0; i < prefix; i++)
+            {
+                batch.Add(rows.AsSpan(i * embedding, embedding), i, LLamaSeqId.Zero, i == prefix - 1);
+            }
+
+            clock.Restart();
+            llama.NativeHandle.SetCausalAttention(false);
+            Check(llama.Decode(batch));
+            llama.NativeHandle.SetCausalAttention(true);
+            double prefillMs = clock.Elapsed.TotalMilliseconds;
+
+            using var sampler = new GreedySamplingPipeline();
+            var token = sampler.Sample(llama.NativeHandle, prefix - 1);
+            var single = new LLamaBatch();
+            clock.Restart();
+            for (int i = 0; i < tokens; i++)
+            {
+                single.Clear();
+                single.Add(token, prefix + i, LLamaSeqId.Zero, true);
+                Check(llama.Decode(single));
+                token = sampler.Sample(llama.NativeHandle, 0);
+            }
+
+            double decodeSeconds = clock.Elapsed.TotalSeconds;
+            return new Result(loadMs, encodeMs, prefillMs, tokens / decodeSeconds, PeakRss.Bytes());
+        }
+    }
+
+    private static void Check(DecodeResult result)
+    {
+        if (result != DecodeResult.Ok)
+        {
+            throw new InvalidOperationException($"llama_decode: {result}");
+        }
+    }
+
+    [DllImport("mtmd", CallingConvention = CallingConvention.Cdecl)]
+    private static extern int mtmd_encode_chunk(IntPtr context, IntPtr chunk);
+
+    [DllImport("mtmd", CallingConvention = CallingConvention.Cdecl)]
+    private static extern unsafe float* mtmd_get_output_embd(IntPtr context);
+
+    static BareEngine()
+    {
+        NativeLibrary.SetDllImportResolver(typeof(BareEngine).Assembly, (name, _, _) =>
+            name == "mtmd" && NativeLibrary.TryLoad("libmtmd.so", out IntPtr handle) ? handle : IntPtr.Zero);
+    }
+}
