@@ -20,6 +20,8 @@ internal static class BareEngine
     public static Result Run(string textModel, string mmproj, int threads, int textRows, int tokens, bool memoryMap)
     {
         NativeLibraryConfig.All.WithLogCallback((_, _) => { });
+        NativeApi.llama_empty_call();
+        mtmd_log_set(Silence, IntPtr.Zero);
         var clock = Stopwatch.StartNew();
         var parameters = new ModelParams(textModel)
         {
@@ -60,7 +62,6 @@ internal static class BareEngine
             }
 
             double encodeMs = clock.Elapsed.TotalMilliseconds;
-            new Random(2).NextSingle();
             for (int i = imageRows * embedding; i < rows.Length; i++)
             {
                 rows[i] = 0.01f * (i % 7);
@@ -110,6 +111,14 @@ internal static class BareEngine
             throw new InvalidOperationException($"llama_decode: {result}");
         }
     }
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    private delegate void LogCallback(int level, IntPtr text, IntPtr userData);
+
+    private static readonly LogCallback Silence = (_, _, _) => { };
+
+    [DllImport("mtmd", CallingConvention = CallingConvention.Cdecl)]
+    private static extern void mtmd_log_set(LogCallback callback, IntPtr userData);
 
     [DllImport("mtmd", CallingConvention = CallingConvention.Cdecl)]
     private static extern int mtmd_encode_chunk(IntPtr context, IntPtr chunk);
