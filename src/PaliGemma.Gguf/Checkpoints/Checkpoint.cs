@@ -164,7 +164,7 @@ public sealed class Checkpoint : IDisposable
         }
         catch (JsonException e)
         {
-            throw PaliGemmaException.InFile(indexPath, $"invalid JSON: {e.Message}", e);
+            throw PaliGemmaException.InFile(indexPath, $"invalid JSON: {TensorNames.ForMessage(e.Message)}", e);
         }
         catch (InvalidOperationException e)
         {

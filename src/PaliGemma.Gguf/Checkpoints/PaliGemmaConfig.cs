@@ -23,7 +23,7 @@ public sealed record PaliGemmaConfig(TextConfig Text, VisionConfig Vision, int P
         }
         catch (JsonException e)
         {
-            throw PaliGemmaException.InFile(path, $"invalid JSON: {e.Message}", e);
+            throw PaliGemmaException.InFile(path, $"invalid JSON: {TensorNames.ForMessage(e.Message)}", e);
         }
         catch (InvalidOperationException e)
         {

@@ -121,7 +121,7 @@ public sealed class SafetensorsFile : IDisposable
         }
         catch (JsonException e)
         {
-            throw PaliGemmaException.InFile(path, $"safetensors header is not valid JSON: {e.Message}", e);
+            throw PaliGemmaException.InFile(path, $"safetensors header is not valid JSON: {TensorNames.ForMessage(e.Message)}", e);
         }
 
         using (document)

@@ -39,26 +39,38 @@ public static class TensorNames
     }
 
     /// <summary>
-    /// A name read from a file (tensor, key, token, dtype), as an error message shows it. A hostile file
-    /// can hold any characters and any length there, and <see cref="PaliGemmaException"/> promises a
-    /// one-line message: control and line-separator characters are escaped and long names cut.
+    /// Text read from a file (a tensor name, a key, a token, or an exception message quoting the file,
+    /// as System.Text.Json's do), as an error message shows it. A hostile file can put any characters
+    /// and any length there, and <see cref="PaliGemmaException"/> promises a one-line message: control
+    /// and line-separator characters are escaped, and the middle of long text is left out (the end of
+    /// a JSON error says where the error is).
     /// </summary>
-    internal static string ForMessage(string name)
+    internal static string ForMessage(string text)
     {
-        const int MaxLength = 200;
-        var text = new System.Text.StringBuilder(Math.Min(name.Length, MaxLength) + 8);
-        foreach (char c in name.Length > MaxLength ? name[..MaxLength] : name)
+        const int Head = 160, Tail = 80;
+        if (text.Length > Head + Tail + 20)
+        {
+            return Escape(text.AsSpan(0, Head)) + $" ...[{text.Length - Head - Tail} characters]... " + Escape(text.AsSpan(text.Length - Tail));
+        }
+
+        return Escape(text);
+    }
+
+    private static string Escape(ReadOnlySpan<char> text)
+    {
+        var escaped = new System.Text.StringBuilder(text.Length + 8);
+        foreach (char c in text)
         {
             if (char.IsControl(c) || c is '\u2028' or '\u2029')
             {
-                text.Append($"\\u{(int)c:x4}");
+                escaped.Append($"\\u{(int)c:x4}");
             }
             else
             {
-                text.Append(c);
+                escaped.Append(c);
             }
         }
 
-        return name.Length > MaxLength ? text.Append("...").ToString() : text.ToString();
+        return escaped.ToString();
     }
 }

@@ -161,7 +161,7 @@ public sealed record ImageNormalization(float[] Mean, float[] Std)
         }
         catch (System.Text.Json.JsonException e)
         {
-            throw PaliGemmaException.InFile(path, $"invalid JSON: {e.Message}", e);
+            throw PaliGemmaException.InFile(path, $"invalid JSON: {TensorNames.ForMessage(e.Message)}", e);
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException)
         {

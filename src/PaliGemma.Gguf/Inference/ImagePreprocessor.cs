@@ -72,24 +72,34 @@ public static class ImagePreprocessor
     {
         ArgumentNullException.ThrowIfNull(path);
         ValidateArguments(size, maxPixels);
+        using var stream = OpenFile(path);
+        return Load(stream, path, size, maxPixels, variant);
+    }
+
+    /// <summary>
+    /// Decodes a picture with the same checks as <see cref="Load(string, int, long, BicubicVariant)"/> (pixel
+    /// budget before decoding, truncation), as RGB without alpha: what the model sees, for drawing on.
+    /// </summary>
+    internal static Image DecodeFile(string path, long maxPixels = DefaultMaxPixels)
+    {
+        using var stream = OpenFile(path);
+        return Decode(stream, path, maxPixels, maxPixels == DefaultMaxPixels ? DefaultConfiguration.Value : CreateConfiguration(maxPixels));
+    }
+
+    private static FileStream OpenFile(string path)
+    {
         if (!File.Exists(path))
         {
             throw PaliGemmaException.InFile(path, "image file not found");
         }
 
-        FileStream stream;
         try
         {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw PaliGemmaException.InFile(path, $"cannot open the image: {OneLine(e.Message)}", e);
-        }
-
-        using (stream)
-        {
-            return Load(stream, path, size, maxPixels, variant);
         }
     }
 

@@ -1,16 +1,7 @@
 using PaliGemma.Gguf.Conversion;
+using PaliGemma.Gguf.Inference;
 using SixLabors.ImageSharp;
-using SixLabors.ImageSharp.Formats;
-using SixLabors.ImageSharp.Formats.Bmp;
-using SixLabors.ImageSharp.Formats.Gif;
-using SixLabors.ImageSharp.Formats.Jpeg;
-using SixLabors.ImageSharp.Formats.Pbm;
 using SixLabors.ImageSharp.Formats.Png;
-using SixLabors.ImageSharp.Formats.Tga;
-using SixLabors.ImageSharp.Formats.Tiff;
-using SixLabors.ImageSharp.Formats.Webp;
-using SixLabors.ImageSharp.Memory;
-using SixLabors.ImageSharp.Metadata;
 using SixLabors.ImageSharp.PixelFormats;
 
 namespace PaliGemma.Gguf.Tasks;
@@ -25,18 +16,6 @@ namespace PaliGemma.Gguf.Tasks;
 /// </remarks>
 public static class BoxAnnotator
 {
-    /// <summary>
-    /// The most pixels a picture may declare, checked on its header before decoding: a small file can promise
-    /// a huge image (a decompression bomb). The same budget as the preprocessor's.
-    /// </summary>
-    internal const long MaxPixels = 100_000_000;
-
-    // Rgba64 is the widest pixel ImageSharp's decoders work in; small budgets still need the decoders' scratch buffers.
-    private const long WidestPixelBytes = 8;
-    private const int MinAllocationLimitMegabytes = 64;
-
-    private static readonly Lazy<Configuration> DecodingConfiguration = new(CreateConfiguration);
-
     /// <summary>
     /// Reads the picture at <paramref name="imagePath"/>, draws the valid boxes of <paramref name="objects"/>
     /// with their labels, and writes a PNG to <paramref name="outputPath"/> (whatever its extension), creating its
@@ -126,81 +105,8 @@ public static class BoxAnnotator
 
     private static Image<Rgba32> Load(string path)
     {
-        if (!File.Exists(path))
-        {
-            throw PaliGemmaException.InFile(path, "image file not found");
-        }
-
-        FileStream stream;
-        try
-        {
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw PaliGemmaException.InFile(path, $"cannot open the image: {OneLine(e.Message)}", e);
-        }
-
-        using (stream)
-        {
-            Configuration configuration = DecodingConfiguration.Value;
-            IImageInfo? info;
-            IImageFormat? format;
-            try
-            {
-                info = Image.Identify(configuration, stream, out format);
-            }
-            catch (Exception e) when (e is not PaliGemmaException)
-            {
-                // ImageSharp reports unknown and corrupt input with many exception types.
-                throw PaliGemmaException.InFile(path, $"cannot read the image header: {OneLine(e.Message)}", e);
-            }
-
-            if (info is null || format is null)
-            {
-                throw PaliGemmaException.InFile(path, "not an image this program can read (it reads PNG, JPEG, GIF, BMP, TIFF, WebP, TGA or PBM)");
-            }
-
-            CheckPixelBudget(path, format.Name, info.Width, info.Height);
-            Image<Rgba32> image;
-            try
-            {
-                stream.Position = 0;
-                image = Image.Load<Rgba32>(configuration, stream);
-            }
-            catch (Exception e) when (e is not PaliGemmaException)
-            {
-                throw PaliGemmaException.InFile(path, $"cannot decode the {format.Name} image, it is corrupt, truncated or too large: {OneLine(e.Message)}", e);
-            }
-
-            try
-            {
-                // The header was checked; what was decoded is what gets drawn on.
-                CheckPixelBudget(path, format.Name, image.Width, image.Height);
-                return image;
-            }
-            catch
-            {
-                image.Dispose();
-                throw;
-            }
-        }
-    }
-
-    private static void CheckPixelBudget(string path, string format, int width, int height)
-    {
-        if (width <= 0 || height <= 0)
-        {
-            throw PaliGemmaException.InFile(path, $"{format} header declares an empty {width} x {height} image");
-        }
-
-        long pixels = (long)width * height;
-        if (pixels > MaxPixels)
-        {
-            throw PaliGemmaException.InFile(
-                path,
-                $"{format} image is {width} x {height} = {pixels} pixels, over the pixel budget of {MaxPixels}; refused before decoding (a small file can declare a huge image)");
-        }
+        using var decoded = ImagePreprocessor.DecodeFile(path);
+        return decoded.CloneAs<Rgba32>();
     }
 
     private static void SavePng(Image<Rgba32> image, string outputPath)
@@ -232,28 +138,4 @@ public static class BoxAnnotator
     }
 
     private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
-
-    private static Configuration CreateConfiguration()
-    {
-        long limitMegabytes = Math.Clamp(MaxPixels * WidestPixelBytes / (1024 * 1024) + 1, MinAllocationLimitMegabytes, int.MaxValue);
-        // Our own configuration: mutating Configuration.Default would change decoding for the whole process.
-        var configuration = new Configuration(
-            new PngConfigurationModule(),
-            new JpegConfigurationModule(),
-            new GifConfigurationModule(),
-            new BmpConfigurationModule(),
-            new TiffConfigurationModule(),
-            new WebpConfigurationModule(),
-            new TgaConfigurationModule(),
-            new PbmConfigurationModule())
-        {
-            // Second line of defence behind the header check, for buffers the header does not predict.
-            MemoryAllocator = MemoryAllocator.Create(new MemoryAllocatorOptions { AllocationLimitMegabytes = (int)limitMegabytes }),
-        };
-
-        // Only the first frame is annotated and written; decoding every frame of an animation would multiply the budget.
-        configuration.ImageFormatsManager.SetDecoder(GifFormat.Instance, new GifDecoder { DecodingMode = FrameDecodingMode.First });
-        configuration.ImageFormatsManager.SetDecoder(TiffFormat.Instance, new TiffDecoder { DecodingMode = FrameDecodingMode.First });
-        return configuration;
-    }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using PaliGemma.Gguf.Checkpoints;
 
 namespace PaliGemma.Gguf.Tokenizer;
 
@@ -201,7 +202,7 @@ public static class TokenizerLoader
         }
         catch (JsonException e)
         {
-            throw PaliGemmaException.InFile(path, $"invalid JSON: {e.Message}", e);
+            throw PaliGemmaException.InFile(path, $"invalid JSON: {TensorNames.ForMessage(e.Message)}", e);
         }
         catch (InvalidOperationException e)
         {

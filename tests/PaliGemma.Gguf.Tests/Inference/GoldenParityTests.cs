@@ -19,7 +19,7 @@ public sealed class GoldenParityTests(ITestOutputHelper output)
     /// <summary>llama.cpp's defaults (flash attention, F16 KV cache): DESIGN.md measured ~2e-2.</summary>
     private const double FastTolerance = 0.05;
 
-    private const int Steps = 16;
+    private const int Steps = TeacherForcing.Steps;
 
     public static TheoryData<string> CaseKeys() => new(GoldenData.Cases.Select(c => c.Key));
 
@@ -72,38 +72,15 @@ public sealed class GoldenParityTests(ITestOutputHelper output)
     private static double MeasureTeacherForced(string key, Precision precision)
     {
         var golden = GoldenData.Case(key);
-        var goldenModel = GoldenData.Model(golden.Model);
-        var model = TestModels.Load(golden.Model, precision);
         float[] reference = GoldenData.Tensor($"{key}/greedy_step_logits");
-        int vocabulary = reference.Length / Steps;
-
-        var image = ImagePreprocessor.Load(GoldenData.ImagePath(golden.Image), model.ImageSize);
-        int[] text = model.TokenizePrompt(golden.Prompt);
-        float[] rows = model.BuildPrefix(image, text, out _);
-        int prefixLength = model.ImageTokens + text.Length;
-        using var decoder = model.CreateDecoder(prefixLength, Steps);
+        var logits = TeacherForcing.Logits(TestModels.Load(golden.Model, precision), golden);
 
         double worst = 0;
-        var logits = decoder.DecodePrefix(rows, prefixLength).ToArray();
         for (int step = 0; step < Steps; step++)
         {
-            Assert.Equal(vocabulary, logits.Length);
-            for (int v = 0; v < vocabulary; v++)
-            {
-                double expected = reference[(step * vocabulary) + v];
-                if (goldenModel.IsGemma2)
-                {
-                    // transformers 5 leaves out Gemma 2's final soft-capping; llama.cpp applies it.
-                    expected = 30 * Math.Tanh(expected / 30);
-                }
-
-                worst = Math.Max(worst, Math.Abs(logits[v] - expected));
-            }
-
-            if (step + 1 < Steps)
-            {
-                logits = decoder.DecodeToken(golden.GreedyTokens[step]).ToArray();
-            }
+            float[] expected = TeacherForcing.ReferenceLogits(golden, reference, step);
+            Assert.Equal(expected.Length, logits[step].Length);
+            worst = Math.Max(worst, logits[step].Zip(expected, (a, b) => Math.Abs(a - b)).Max());
         }
 
         return worst;

@@ -15,7 +15,7 @@ namespace PaliGemma.Gguf.Tests.Inference;
 [Trait("Category", "Golden")]
 public sealed class QuantizationAccuracyTests(ITestOutputHelper output)
 {
-    private const int Steps = 16;
+    private const int Steps = TeacherForcing.Steps;
 
     /// <summary>Steps whose reference top-1 leads the runner-up by more than this must agree for Q8_0 and better.</summary>
     private const double RobustMargin = 0.1;
@@ -46,13 +46,11 @@ public sealed class QuantizationAccuracyTests(ITestOutputHelper output)
             var model = TestModels.Load(golden.Model, Precision.Exact, text, mmproj);
             var f32 = TestModels.Load(golden.Model, Precision.Exact);
             float[] reference = GoldenData.Tensor($"{golden.Key}/greedy_step_logits");
-            bool capped = GoldenData.Model(golden.Model).IsGemma2;
-            var ours = TeacherForce(model, golden);
-            var baseline = TeacherForce(f32, golden);
-            int vocabulary = ours[0].Length;
+            var ours = TeacherForcing.Logits(model, golden);
+            var baseline = TeacherForcing.Logits(f32, golden);
             for (int step = 0; step < Steps; step++)
             {
-                var expected = reference.AsSpan(step * vocabulary, vocabulary).ToArray().Select(v => capped ? (float)(30 * Math.Tanh(v / 30.0)) : v).ToArray();
+                float[] expected = TeacherForcing.ReferenceLogits(golden, reference, step);
                 worst = Math.Max(worst, ours[step].Zip(expected, (a, b) => Math.Abs(a - b)).Max());
                 bool same = ArgMax(ours[step]) == ArgMax(expected);
                 agree += same ? 1 : 0;
@@ -82,22 +80,6 @@ public sealed class QuantizationAccuracyTests(ITestOutputHelper output)
         Assert.Equal(robustSteps, robustAgree);
         Assert.InRange(klSum / steps, 0, text.DefaultType == GgmlType.Q8_0 ? 1e-2 : 1e-3);
         Assert.InRange(worst, 0, text.DefaultType switch { GgmlType.F16 => 0.05, GgmlType.BF16 => 0.1, _ => 0.5 });
-    }
-
-    private static List<float[]> TeacherForce(PaliGemmaModel model, GoldenCase golden)
-    {
-        var image = ImagePreprocessor.Load(GoldenData.ImagePath(golden.Image), model.ImageSize);
-        int[] text = model.TokenizePrompt(golden.Prompt);
-        float[] rows = model.BuildPrefix(image, text, out _);
-        int prefixLength = model.ImageTokens + text.Length;
-        using var decoder = model.CreateDecoder(prefixLength, Steps);
-        var logits = new List<float[]> { decoder.DecodePrefix(rows, prefixLength).ToArray() };
-        for (int step = 0; step + 1 < Steps; step++)
-        {
-            logits.Add(decoder.DecodeToken(golden.GreedyTokens[step]).ToArray());
-        }
-
-        return logits;
     }
 
     private static int ArgMax(float[] values) => Array.IndexOf(values, values.Max());

@@ -1,0 +1,47 @@
+using PaliGemma.Gguf.Inference;
+
+namespace PaliGemma.Gguf.Tests.Infrastructure;
+
+/// <summary>
+/// Runs a golden case the way the reference's logits were made: the prefix, then the reference's own
+/// greedy tokens fed back one by one, collecting each step's logits.
+/// </summary>
+public static class TeacherForcing
+{
+    public const int Steps = 16;
+
+    public static List<float[]> Logits(PaliGemmaModel model, GoldenCase golden)
+    {
+        var image = ImagePreprocessor.Load(GoldenData.ImagePath(golden.Image), model.ImageSize);
+        int[] text = model.TokenizePrompt(golden.Prompt);
+        float[] rows = model.BuildPrefix(image, text, out _);
+        int prefixLength = model.ImageTokens + text.Length;
+        using var decoder = model.CreateDecoder(prefixLength, Steps);
+        var logits = new List<float[]> { decoder.DecodePrefix(rows, prefixLength).ToArray() };
+        for (int step = 0; step + 1 < Steps; step++)
+        {
+            logits.Add(decoder.DecodeToken(golden.GreedyTokens[step]).ToArray());
+        }
+
+        return logits;
+    }
+
+    /// <summary>
+    /// The reference's logits of one step, as llama.cpp computes them: transformers 5 leaves out
+    /// Gemma 2's final soft-capping, which llama.cpp (like big_vision) applies: 30 * tanh(x / 30).
+    /// </summary>
+    public static float[] ReferenceLogits(GoldenCase golden, float[] allSteps, int step)
+    {
+        int vocabulary = allSteps.Length / Steps;
+        var row = allSteps.AsSpan(step * vocabulary, vocabulary).ToArray();
+        if (GoldenData.Model(golden.Model).IsGemma2)
+        {
+            for (int i = 0; i < row.Length; i++)
+            {
+                row[i] = (float)(30 * Math.Tanh(row[i] / 30.0));
+            }
+        }
+
+        return row;
+    }
+}
