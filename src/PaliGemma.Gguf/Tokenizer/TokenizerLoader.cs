@@ -30,22 +30,22 @@ public static class TokenizerLoader
             throw PaliGemmaException.InFile(directory, "no tokenizer: neither tokenizer.model nor tokenizer.json");
         }
 
-        var added = new SortedDictionary<int, string>();
+        var added = new SortedDictionary<int, (string Content, string Path)>();
         if (File.Exists(jsonPath))
         {
-            ReadJson(jsonPath, root => CollectAddedTokens(root, added));
+            ReadJson(jsonPath, root => CollectAddedTokens(jsonPath, root, added));
         }
 
         if (File.Exists(configPath))
         {
-            ReadJson(configPath, root => CollectAddedTokensDecoder(root, added));
+            ReadJson(configPath, root => CollectAddedTokensDecoder(configPath, root, added));
         }
 
         return AppendAddedTokens(vocabulary, added);
     }
 
     /// <summary>Added tokens past the SentencePiece pieces (PaliGemma's <c>&lt;image&gt;</c>) become control tokens.</summary>
-    private static Vocabulary AppendAddedTokens(Vocabulary vocabulary, SortedDictionary<int, string> added)
+    private static Vocabulary AppendAddedTokens(Vocabulary vocabulary, SortedDictionary<int, (string Content, string Path)> added)
     {
         var beyond = added.Where(a => a.Key >= vocabulary.Count).ToList();
         if (beyond.Count == 0)
@@ -53,10 +53,13 @@ public static class TokenizerLoader
             return vocabulary;
         }
 
-        int last = beyond[^1].Key;
-        if (last > 16_000_000)
+        // The ids between the vocabulary and an added token become [PAD] entries. Real files leave no
+        // gap (PaliGemma's <image> follows the last piece), so a gap wider than the vocabulary itself
+        // is a corrupt id, which would otherwise allocate up to millions of entries from one number.
+        var (last, (lastContent, lastPath)) = beyond[^1];
+        if (last - vocabulary.Count - (beyond.Count - 1) > vocabulary.Count)
         {
-            throw new PaliGemmaException($"added token id {last} is implausibly large");
+            throw PaliGemmaException.InFile(lastPath, $"added token '{TensorNames.ForMessage(lastContent)}' has id {last}, implausibly far past the {vocabulary.Count} tokens of the vocabulary");
         }
 
         var tokens = vocabulary.Tokens.ToList();
@@ -64,8 +67,8 @@ public static class TokenizerLoader
         var types = vocabulary.Types.ToList();
         for (int id = vocabulary.Count; id <= last; id++)
         {
-            bool isAdded = added.TryGetValue(id, out string? content);
-            tokens.Add(isAdded ? content! : $"[PAD{id}]");
+            bool isAdded = added.TryGetValue(id, out var token);
+            tokens.Add(isAdded ? token.Content : $"[PAD{id}]");
             scores.Add(0f);
             types.Add(isAdded ? TokenType.Control : TokenType.Unused);
         }
@@ -73,7 +76,7 @@ public static class TokenizerLoader
         return vocabulary with { Tokens = tokens, Scores = scores, Types = types };
     }
 
-    private static bool CollectAddedTokens(JsonElement root, SortedDictionary<int, string> added)
+    private static bool CollectAddedTokens(string path, JsonElement root, SortedDictionary<int, (string Content, string Path)> added)
     {
         if (root.TryGetProperty("added_tokens", out var list) && list.ValueKind == JsonValueKind.Array)
         {
@@ -82,7 +85,7 @@ public static class TokenizerLoader
                 if (token.TryGetProperty("id", out var id) && id.TryGetInt32(out int value) && value >= 0
                     && token.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String)
                 {
-                    added[value] = content.GetString()!;
+                    added[value] = (content.GetString()!, path);
                 }
             }
         }
@@ -90,7 +93,7 @@ public static class TokenizerLoader
         return true;
     }
 
-    private static bool CollectAddedTokensDecoder(JsonElement root, SortedDictionary<int, string> added)
+    private static bool CollectAddedTokensDecoder(string path, JsonElement root, SortedDictionary<int, (string Content, string Path)> added)
     {
         if (root.TryGetProperty("added_tokens_decoder", out var map) && map.ValueKind == JsonValueKind.Object)
         {
@@ -99,7 +102,7 @@ public static class TokenizerLoader
                 if (int.TryParse(entry.Name, out int id) && id >= 0
                     && entry.Value.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String)
                 {
-                    added.TryAdd(id, content.GetString()!);
+                    added.TryAdd(id, (content.GetString()!, path));
                 }
             }
         }
@@ -121,19 +124,32 @@ public static class TokenizerLoader
 
         if (model.String("type") is { } type && type != "BPE")
         {
-            throw PaliGemmaException.InFile(path, $"tokenizer model type '{type}' is not supported without tokenizer.model (expected BPE)");
+            throw PaliGemmaException.InFile(path, $"tokenizer model type '{TensorNames.ForMessage(type)}' is not supported without tokenizer.model (expected BPE)");
         }
 
         var byId = new SortedDictionary<int, string>();
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var entry in vocab.EnumerateObject())
         {
-            if (!entry.Value.TryGetInt32(out int id) || id < 0 || id > 16_000_000 || !byId.TryAdd(id, entry.Name))
+            // A JSON object may repeat a key, so a piece can be listed twice as well as an id.
+            if (!entry.Value.TryGetInt32(out int id) || id < 0 || id > 16_000_000 || !byId.TryAdd(id, entry.Name) || !ids.TryAdd(entry.Name, id))
             {
-                throw PaliGemmaException.InFile(path, $"vocab entry '{entry.Name}' has an invalid or repeated id");
+                throw PaliGemmaException.InFile(path, $"vocab entry '{TensorNames.ForMessage(entry.Name)}' has an invalid or repeated id, or is repeated");
             }
         }
 
-        int count = byId.Count == 0 ? 0 : byId.Keys.Last() + 1;
+        if (byId.Count == 0)
+        {
+            throw PaliGemmaException.InFile(path, "\"model.vocab\" is empty");
+        }
+
+        // Ids without an entry become [PAD] entries; real vocabularies are dense, so more holes than
+        // entries is a corrupt id, which would otherwise allocate millions of entries from one number.
+        int count = byId.Keys.Last() + 1;
+        if (count - byId.Count > byId.Count)
+        {
+            throw PaliGemmaException.InFile(path, $"vocab ids run up to {count - 1} but there are only {byId.Count} entries");
+        }
         var tokens = new string[count];
         var scores = new float[count];
         var types = new TokenType[count];
@@ -145,7 +161,6 @@ public static class TokenizerLoader
                 : TokenType.Normal;
         }
 
-        var ids = byId.ToDictionary(p => p.Value, p => p.Key, StringComparer.Ordinal);
         if (model.TryGetProperty("merges", out var merges) && merges.ValueKind == JsonValueKind.Array)
         {
             int rank = 0;
@@ -170,11 +185,16 @@ public static class TokenizerLoader
         {
             foreach (var token in addedTokens.EnumerateArray())
             {
-                if (token.TryGetProperty("id", out var idElement) && idElement.TryGetInt32(out int id) && id >= 0 && id < count
-                    && token.TryGetProperty("special", out var special) && special.ValueKind == JsonValueKind.True)
+                if (token.TryGetProperty("id", out var idElement) && idElement.TryGetInt32(out int id) && id >= 0 && id < count)
                 {
-                    types[id] = TokenType.Control;
-                    specials[tokens[id]] = id;
+                    // Special added tokens are control tokens; the others (PaliGemma's <locNNNN>, <segNNN>)
+                    // are user-defined: llama.cpp matches both as whole pieces, never splitting them.
+                    bool special = token.TryGetProperty("special", out var flag) && flag.ValueKind == JsonValueKind.True;
+                    types[id] = special ? TokenType.Control : TokenType.UserDefined;
+                    if (special)
+                    {
+                        specials[tokens[id]] = id;
+                    }
                 }
             }
         }
