@@ -14,7 +14,7 @@ public static class SyntheticCheckpoint
 
     public static string WideGemma => Wide.Value;
 
-    public static string Create(string folder, int hidden, int ffn, int layers, int seed = 1)
+    public static string Create(string folder, int hidden, int ffn, int layers, int seed = 1, int imageSize = 224)
     {
         var golden = GoldenData.Model("tiny-paligemma-224");
         foreach (string file in new[] { "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json" })
@@ -30,7 +30,7 @@ public static class SyntheticCheckpoint
               "text_config": {"model_type": "gemma", "hidden_size": {{hidden}}, "intermediate_size": {{ffn}}, "num_attention_heads": {{heads}},
                 "num_key_value_heads": 1, "head_dim": {{headDim}}, "num_hidden_layers": {{layers}}, "vocab_size": {{vocab}}},
               "vision_config": {"model_type": "siglip_vision_model", "hidden_size": {{vision}}, "intermediate_size": {{visionFfn}},
-                "num_attention_heads": 4, "num_hidden_layers": 2, "patch_size": 14, "projection_dim": {{hidden}}}
+                "num_attention_heads": 4, "num_hidden_layers": 2, "patch_size": 14, "image_size": {{imageSize}}, "projection_dim": {{hidden}}}
             }
             """);
 
@@ -42,7 +42,7 @@ public static class SyntheticCheckpoint
             ("multi_modal_projector.linear.bias", [hidden], 0.1f, 0),
             ("vision_tower.vision_model.embeddings.patch_embedding.weight", [vision, 3, 14, 14], 0.05f, 0),
             ("vision_tower.vision_model.embeddings.patch_embedding.bias", [vision], 0.05f, 0),
-            ("vision_tower.vision_model.embeddings.position_embedding.weight", [256, vision], 0.1f, 0),
+            ("vision_tower.vision_model.embeddings.position_embedding.weight", [(imageSize / 14) * (imageSize / 14), vision], 0.1f, 0),
             ("vision_tower.vision_model.post_layernorm.weight", [vision], 0.1f, 1),
             ("vision_tower.vision_model.post_layernorm.bias", [vision], 0.1f, 0),
         };
