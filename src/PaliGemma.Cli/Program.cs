@@ -12,5 +12,6 @@ public static class Program
         RunCommand.Build(),
         InspectCommand.Build(),
         QuantizeCommand.Build(),
+        AnnotateCommand.Build(),
     };
 }

@@ -33,6 +33,23 @@ public static class BoxAnnotator
         SavePng(image, outputPath);
     }
 
+    /// <summary>
+    /// Parses a detection answer against the picture's own size, draws it like
+    /// <see cref="Annotate(string, IReadOnlyList{DetectedObject}, string)"/>, and returns the objects found.
+    /// </summary>
+    public static IReadOnlyList<DetectedObject> Annotate(string imagePath, string modelOutput, string outputPath)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(imagePath);
+        ArgumentNullException.ThrowIfNull(modelOutput);
+        ArgumentException.ThrowIfNullOrWhiteSpace(outputPath);
+
+        using Image<Rgba32> image = Load(imagePath);
+        var objects = DetectionParser.Parse(modelOutput, image.Width, image.Height);
+        Draw(image, objects);
+        SavePng(image, outputPath);
+        return objects;
+    }
+
     /// <summary>Draws onto <paramref name="image"/> in place.</summary>
     internal static void Draw(Image<Rgba32> image, IReadOnlyList<DetectedObject> objects)
     {

@@ -129,12 +129,25 @@ public sealed class RunCommandTests
     [Fact]
     public void Help_and_version_work_for_every_command()
     {
-        foreach (string[] arguments in new[] { new[] { "--help" }, ["run", "--help"], ["inspect", "--help"], ["quantize", "--help"], ["--version"] })
+        foreach (string[] arguments in new[] { new[] { "--help" }, ["run", "--help"], ["inspect", "--help"], ["quantize", "--help"], ["annotate", "--help"], ["--version"] })
         {
             var result = CliProcess.Run("paligemma", arguments);
             Assert.True(result.ExitCode == 0, string.Join(' ', arguments) + ": " + result.StandardError);
             Assert.NotEmpty(result.StandardOutput);
         }
+    }
+
+    [Fact]
+    public void Annotate_draws_an_answer_and_lists_its_boxes_in_picture_pixels()
+    {
+        string output = Path.Combine(TestModels.NewFolder("annotate"), "boxes.png");
+
+        var result = CliProcess.Run("paligemma", "annotate", GoldenData.ImagePath("chelsea"), "--out", output, "--text", "<loc0034><loc0091><loc1023><loc0953> cat ; <loc0500><loc0500>");
+
+        Assert.True(result.ExitCode == 0, result.StandardError);
+        Assert.Equal("cat: x1=40 y1=10 x2=420 y2=300\n", result.StandardOutput);
+        Assert.True(File.Exists(output));
+        Assert.Single(Directory.GetFiles(Path.GetDirectoryName(output)!));
     }
 
     private static string CopyOfGoldenCheckpoint(string name)
