@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using PaliGemma.Bench.Measurement;
 
@@ -22,20 +21,20 @@ internal static class BenchCommand
         var runs = new Option<int>("--runs") { Description = "Runs per measurement (medians are reported)", DefaultValueFactory = _ => 3 };
         var threads = new Option<int>("--threads") { Description = "Threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var tokens = new Option<int>("--tokens") { Description = "Tokens decoded per run", DefaultValueFactory = _ => 32 };
-        var command = new Command("run", "Run the benchmark and print a Markdown report") { work, model, runs, threads, tokens };
+        var reuse = new Option<bool>("--reuse") { Description = "Reuse the GGUF files of an earlier run instead of converting again" };
+        var command = new Command("run", "Run the benchmark and print a Markdown report") { work, model, runs, threads, tokens, reuse };
         command.SetAction(parsed =>
         {
-            var report = Run(parsed.GetValue(work)!.FullName, parsed.GetValue(model)!, parsed.GetValue(runs), parsed.GetValue(threads), parsed.GetValue(tokens));
-            Console.WriteLine(report);
-            File.WriteAllText(Path.Combine(parsed.GetValue(work)!.FullName, "report.md"), report);
+            Run(parsed.GetValue(work)!.FullName, parsed.GetValue(model)!, parsed.GetValue(runs), parsed.GetValue(threads), parsed.GetValue(tokens), parsed.GetValue(reuse));
             return 0;
         });
         return command;
     }
 
-    private static string Run(string work, string model, int runs, int threads, int tokens)
+    private static void Run(string work, string model, int runs, int threads, int tokens, bool reuse)
     {
-        var report = new StringBuilder();
+        Directory.CreateDirectory(work);
+        using var report = new Report(Path.Combine(work, "report.md"));
         string t = threads.ToString(CultureInfo.InvariantCulture);
         double bandwidthBefore = Bandwidth(t);
         Log($"memory read bandwidth: {bandwidthBefore:F1} GB/s");
@@ -59,6 +58,14 @@ internal static class BenchCommand
         foreach (var (input, text, mmproj) in new[] { ("f32", "f16", "f16"), ("bf16", "f16", "f16"), ("bf16", "q8_0", "q8_0"), ("bf16", "q4_k_m", "q8_0") })
         {
             string outDir = Path.Combine(work, $"gguf-{input}");
+            string name = Path.GetFileName(checkpoints[input]);
+            string[] existing = [Path.Combine(outDir, $"{name}.{text}.gguf"), Path.Combine(outDir, $"{name}.mmproj.{mmproj}.gguf")];
+            if (reuse && existing.All(File.Exists))
+            {
+                gguf.TryAdd(text, (existing[0], existing[1]));
+                continue;
+            }
+
             var converted = ChildProcess.Run("paligemma-convert", checkpoints[input], "--out-dir", outDir, "--outtype", text, "--mmproj-type", mmproj, "--force");
             string[] paths = converted.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             report.AppendLine($"| paligemma-convert | {input} safetensors | {text} + {mmproj} mmproj | {converted.Seconds:F1} s | {Gib(converted.PeakRssBytes)} | {Gib(new FileInfo(paths[0]).Length)} + {Gib(new FileInfo(paths[1]).Length)} |");
@@ -75,9 +82,12 @@ internal static class BenchCommand
         }
 
         string viaLlama = Path.Combine(work, "llama-quantize.q4_k_m.gguf");
-        var quantized = ChildProcess.Run("paligemma", "quantize", gguf["f16"].Text, viaLlama, "--type", "q4_k_m", "--force", "--threads", t);
-        report.AppendLine($"| paligemma quantize (llama_model_quantize) | f16 GGUF | q4_k_m | {quantized.Seconds:F1} s | {Gib(quantized.PeakRssBytes)} | {Gib(new FileInfo(viaLlama).Length)} |");
-        File.Delete(viaLlama);
+        var quantized = reuse ? null : ChildProcess.Run("paligemma", "quantize", gguf["f16"].Text, viaLlama, "--type", "q4_k_m", "--force", "--threads", t);
+        if (quantized is not null)
+        {
+            report.AppendLine($"| paligemma quantize (llama_model_quantize) | f16 GGUF | q4_k_m | {quantized.Seconds:F1} s | {Gib(quantized.PeakRssBytes)} | {Gib(new FileInfo(viaLlama).Length)} |");
+            File.Delete(viaLlama);
+        }
 
         report.AppendLine().AppendLine($"### Inference (224 px picture, {Prompt.Split(' ').Length}-word prompt, {tokens} tokens decoded, {threads} threads; median (min-max) of {runs} runs)").AppendLine();
         report.AppendLine("| text + mmproj | load | image encode | prefill | decode tok/s | vs bare: encode / prefill / decode | bandwidth bound tok/s | decode / bound | time to first token (bare load+encode+prefill) | peak RSS (mmap) | bare peak RSS: mmap / no mmap |");
@@ -107,7 +117,21 @@ internal static class BenchCommand
 
         double bandwidthAfter = Bandwidth(t);
         report.AppendLine().AppendLine(string.Create(CultureInfo.InvariantCulture, $"Memory read bandwidth ({threads} threads), measured in the same run: {bandwidthBefore:F1} GB/s before, {bandwidthAfter:F1} GB/s after; the bound uses the first. Machine: {Environment.ProcessorCount} cores, {Gib(TotalMemory())} RAM, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}."));
-        return report.ToString();
+    }
+
+    /// <summary>The Markdown report, printed and saved line by line so that a failure late in a long run loses nothing.</summary>
+    private sealed class Report(string path) : IDisposable
+    {
+        private readonly StreamWriter _file = new(path) { AutoFlush = true };
+
+        public Report AppendLine(string line = "")
+        {
+            Console.WriteLine(line);
+            _file.WriteLine(line);
+            return this;
+        }
+
+        public void Dispose() => _file.Dispose();
     }
 
     private static double Bandwidth(string threads) => double.Parse(ChildProcess.Run("paligemma-bench", "bandwidth", "--threads", threads).StandardOutput.Trim(), CultureInfo.InvariantCulture);

@@ -21,6 +21,7 @@ internal static class BareEngine
     {
         NativeLibraryConfig.All.WithLogCallback((_, _) => { });
         NativeApi.llama_empty_call();
+        _ = NativeApi.MtmdDefaultMarker(); // loads libmtmd
         mtmd_log_set(Silence, IntPtr.Zero);
         var clock = Stopwatch.StartNew();
         var parameters = new ModelParams(textModel)
