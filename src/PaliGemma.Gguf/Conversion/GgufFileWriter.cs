@@ -65,42 +65,79 @@ internal static class GgufFileWriter
         }
     }
 
+    /// <summary>
+    /// Streams every tensor chunk by chunk. The next chunk is read (and converted to F32) on another
+    /// thread while the current one is encoded and written: reading the checkpoint and quantizing
+    /// both take time, and overlapping them keeps both cores busy.
+    /// </summary>
     private static void WriteTensors(string path, GgufWriter writer, IReadOnlyList<TensorPlan> plans, IProgress<ConversionProgress>? progress, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         long total = writer.DataBytes;
         long written = 0;
-        float[] rows = ArrayPool<float>.Shared.Rent(ChunkElements);
+        float[][] buffers = [ArrayPool<float>.Shared.Rent(ChunkElements), ArrayPool<float>.Shared.Rent(ChunkElements)];
         byte[] encoded = ArrayPool<byte>.Shared.Rent(ChunkElements * 4);
+        Task? pending = null;
         try
         {
-            for (int index = 0; index < plans.Count; index++)
-            {
-                var (name, source, type) = plans[index];
-                long rowLength = source.RowLength;
-                long rowsPerChunk = Math.Max(1, ChunkElements / rowLength);
-                if (rowLength > ChunkElements)
-                {
-                    throw new PaliGemmaException($"tensor '{name}': rows of {rowLength} elements exceed the converter's chunk of {ChunkElements}");
-                }
+            using var chunks = Chunks(plans).GetEnumerator();
+            Task Prefetch(Chunk chunk, float[] buffer) =>
+                Task.Run(() => chunk.Plan.Source.ReadRows(chunk.FirstRow, buffer.AsSpan(0, chunk.Elements)), cancellationToken);
 
-                for (long row = 0; row < source.RowCount; row += rowsPerChunk)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    int count = (int)Math.Min(rowsPerChunk, source.RowCount - row);
-                    var chunk = rows.AsSpan(0, (int)(count * rowLength));
-                    source.ReadRows(row, chunk);
-                    int bytes = TensorEncoder.Encode(type, chunk, rowLength, encoded);
-                    writer.WriteTensorData(encoded.AsSpan(0, bytes));
-                    written += bytes;
-                    progress?.Report(new ConversionProgress(path, name, index, plans.Count, written, total, clock.Elapsed));
-                }
+            int slot = 0;
+            bool more = chunks.MoveNext();
+            pending = more ? Prefetch(chunks.Current, buffers[slot]) : null;
+            while (more)
+            {
+                var chunk = chunks.Current;
+                pending!.GetAwaiter().GetResult();
+                cancellationToken.ThrowIfCancellationRequested();
+                more = chunks.MoveNext();
+                pending = more ? Prefetch(chunks.Current, buffers[1 - slot]) : null;
+
+                int bytes = TensorEncoder.Encode(chunk.Plan.Type, buffers[slot].AsSpan(0, chunk.Elements), chunk.Plan.Source.RowLength, encoded);
+                writer.WriteTensorData(encoded.AsSpan(0, bytes));
+                written += bytes;
+                progress?.Report(new ConversionProgress(path, chunk.Plan.Name, chunk.Index, plans.Count, written, total, clock.Elapsed));
+                slot = 1 - slot;
             }
         }
         finally
         {
-            ArrayPool<float>.Shared.Return(rows);
+            // The prefetch writes into a pooled buffer: let it finish before the buffer goes back.
+            try
+            {
+                pending?.Wait(CancellationToken.None);
+            }
+            catch (AggregateException)
+            {
+            }
+
+            ArrayPool<float>.Shared.Return(buffers[0]);
+            ArrayPool<float>.Shared.Return(buffers[1]);
             ArrayPool<byte>.Shared.Return(encoded);
         }
     }
+
+    private static IEnumerable<Chunk> Chunks(IReadOnlyList<TensorPlan> plans)
+    {
+        for (int index = 0; index < plans.Count; index++)
+        {
+            var plan = plans[index];
+            long rowLength = plan.Source.RowLength;
+            if (rowLength > ChunkElements)
+            {
+                throw new PaliGemmaException($"tensor '{plan.Name}': rows of {rowLength} elements exceed the converter's chunk of {ChunkElements}");
+            }
+
+            long rowsPerChunk = Math.Max(1, ChunkElements / rowLength);
+            for (long row = 0; row < plan.Source.RowCount; row += rowsPerChunk)
+            {
+                long rows = Math.Min(rowsPerChunk, plan.Source.RowCount - row);
+                yield return new Chunk(plan, index, row, (int)(rows * rowLength));
+            }
+        }
+    }
+
+    private readonly record struct Chunk(TensorPlan Plan, int Index, long FirstRow, int Elements);
 }
