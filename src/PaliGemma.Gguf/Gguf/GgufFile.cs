@@ -1,4 +1,5 @@
 using System.Text;
+using PaliGemma.Gguf.Checkpoints;
 
 namespace PaliGemma.Gguf.Gguf;
 
@@ -12,6 +13,8 @@ public sealed class GgufFile
     private const long MaxStringBytes = 64L << 20;
     private const long MaxTensorCount = 1L << 20;
     private const long MaxMetadataCount = 1L << 20;
+    private const ulong MinimumMetadataBytes = 8 + 4 + 1;
+    private const ulong MinimumTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
 
     private GgufFile(string path, uint version, IReadOnlyList<KeyValuePair<string, GgufValue>> metadata, IReadOnlyList<GgufTensorInfo> tensors, long dataOffset, long fileLength)
     {
@@ -43,9 +46,21 @@ public sealed class GgufFile
 
     public string? GetString(string key) => Metadata.TryGetValue(key, out var v) && v.Value is string s ? s : null;
 
-    public long? GetInteger(string key) => Metadata.TryGetValue(key, out var v) && v.Type is not (GgufValueType.String or GgufValueType.Array or GgufValueType.Float32 or GgufValueType.Float64 or GgufValueType.Bool)
-        ? Convert.ToInt64(v.Value, System.Globalization.CultureInfo.InvariantCulture)
-        : null;
+    public long? GetInteger(string key)
+    {
+        if (!Metadata.TryGetValue(key, out var v) || v.Type is GgufValueType.String or GgufValueType.Array or GgufValueType.Float32 or GgufValueType.Float64 or GgufValueType.Bool)
+        {
+            return null;
+        }
+
+        // Convert.ToInt64 throws OverflowException on a uint64 above long.MaxValue.
+        if (v.Value is ulong big && big > long.MaxValue)
+        {
+            throw PaliGemmaException.InFile(Path, $"metadata '{TensorNames.ForMessage(key)}' is {big}, too large for a signed 64-bit integer");
+        }
+
+        return Convert.ToInt64(v.Value, System.Globalization.CultureInfo.InvariantCulture);
+    }
 
     public double? GetFloat(string key) => Metadata.TryGetValue(key, out var v) && v.Type is GgufValueType.Float32 or GgufValueType.Float64
         ? Convert.ToDouble(v.Value, System.Globalization.CultureInfo.InvariantCulture)
@@ -65,7 +80,7 @@ public sealed class GgufFile
         int read = RandomAccess.Read(handle, destination, DataOffset + tensor.Offset + byteOffset);
         if (read != destination.Length)
         {
-            throw PaliGemmaException.InFile(Path, $"tensor '{tensor.Name}' is truncated");
+            throw PaliGemmaException.InFile(Path, $"tensor '{TensorNames.ForMessage(tensor.Name)}' is truncated");
         }
     }
 
@@ -115,6 +130,16 @@ public sealed class GgufFile
             throw Bad($"implausible counts: {tensorCount} tensors, {metadataCount} metadata entries");
         }
 
+        // The lists below are sized from these counts: each entry takes some bytes of the file
+        // (a metadata entry at least a key length, a type and a byte; a tensor at least a name length,
+        // a dimension count, one dimension, a type and an offset), so the file bounds the counts.
+        long rest = length - stream.Position;
+        if (metadataCount > (ulong)rest / MinimumMetadataBytes || tensorCount > (ulong)rest / MinimumTensorInfoBytes
+            || metadataCount * MinimumMetadataBytes + tensorCount * MinimumTensorInfoBytes > (ulong)rest)
+        {
+            throw Bad($"{tensorCount} tensors and {metadataCount} metadata entries cannot fit in the {rest} bytes after the header: truncated?");
+        }
+
         string ReadString()
         {
             ulong size = reader.ReadUInt64();
@@ -158,10 +183,10 @@ public sealed class GgufFile
             {
                 var elementType = (GgufValueType)reader.ReadUInt32();
                 ulong count = reader.ReadUInt64();
-                int minimumSize = MinimumEncodedSize(elementType) ?? throw Bad($"metadata '{key}': arrays of {(uint)elementType} are not supported");
+                int minimumSize = MinimumEncodedSize(elementType) ?? throw Bad($"metadata '{TensorNames.ForMessage(key)}': arrays of {(uint)elementType} are not supported");
                 if (count > (ulong)(length - stream.Position) / (ulong)minimumSize)
                 {
-                    throw Bad($"metadata '{key}': array of {count} elements runs past the end of the file");
+                    throw Bad($"metadata '{TensorNames.ForMessage(key)}': array of {count} elements runs past the end of the file");
                 }
 
                 value = new GgufValue(GgufValueType.Array, ReadArray(elementType, (int)count, ReadScalar), elementType);
@@ -189,7 +214,7 @@ public sealed class GgufFile
             uint dimensionCount = reader.ReadUInt32();
             if (dimensionCount is 0 or > GgufFormat.MaxDimensions)
             {
-                throw Bad($"tensor '{name}' has {dimensionCount} dimensions; 1..{GgufFormat.MaxDimensions} allowed");
+                throw Bad($"tensor '{TensorNames.ForMessage(name)}' has {dimensionCount} dimensions; 1..{GgufFormat.MaxDimensions} allowed");
             }
 
             var dimensions = new long[dimensionCount];
@@ -199,7 +224,7 @@ public sealed class GgufFile
                 ulong size = reader.ReadUInt64();
                 if (size > long.MaxValue || (elements = MultiplyOrMinusOne(elements, (long)size)) < 0)
                 {
-                    throw Bad($"tensor '{name}': dimensions overflow");
+                    throw Bad($"tensor '{TensorNames.ForMessage(name)}': dimensions overflow");
                 }
 
                 dimensions[d] = (long)size;
@@ -208,29 +233,32 @@ public sealed class GgufFile
             var type = (GgmlType)reader.ReadUInt32();
             if (!GgmlTypes.IsKnown(type))
             {
-                throw Bad($"tensor '{name}' has unknown ggml type {(uint)type}");
+                throw Bad($"tensor '{TensorNames.ForMessage(name)}' has unknown ggml type {(uint)type}");
             }
 
             if (dimensions[0] % type.BlockSize() != 0)
             {
-                throw Bad($"tensor '{name}': rows of {dimensions[0]} are not whole {type} blocks of {type.BlockSize()}");
+                throw Bad($"tensor '{TensorNames.ForMessage(name)}': rows of {dimensions[0]} are not whole {type} blocks of {type.BlockSize()}");
             }
 
             ulong offset = reader.ReadUInt64();
             if (offset % alignment != 0 || offset > (ulong)length)
             {
-                throw Bad($"tensor '{name}': data offset {offset} is misaligned or past the file");
+                throw Bad($"tensor '{TensorNames.ForMessage(name)}': data offset {offset} is misaligned or past the file");
             }
 
             if (!names.Add(name))
             {
-                throw Bad($"tensor '{name}' is declared twice");
+                throw Bad($"tensor '{TensorNames.ForMessage(name)}' is declared twice");
             }
 
             var info = new GgufTensorInfo(name, type, dimensions, (long)offset);
-            if (MultiplyOrMinusOne(type.RowBytes(info.RowLength), info.RowCount) < 0)
+
+            // Not type.RowBytes: its checked arithmetic throws OverflowException on a hostile row length.
+            long rowBytes = MultiplyOrMinusOne(info.RowLength / type.BlockSize(), type.BlockBytes());
+            if (rowBytes < 0 || MultiplyOrMinusOne(rowBytes, info.RowCount) < 0)
             {
-                throw Bad($"tensor '{name}': byte size overflows");
+                throw Bad($"tensor '{TensorNames.ForMessage(name)}': byte size overflows");
             }
 
             tensors.Add(info);
@@ -239,9 +267,10 @@ public sealed class GgufFile
         long dataOffset = GgufFormat.AlignUp(stream.Position, alignment);
         foreach (var tensor in tensors)
         {
-            if (dataOffset + tensor.Offset + tensor.ByteCount > length)
+            // Subtracted rather than added: the sum of a hostile offset and byte count can overflow.
+            if (tensor.ByteCount > length - dataOffset - tensor.Offset)
             {
-                throw Bad($"tensor '{tensor.Name}' ({tensor.Type} {tensor.DimensionsText}) runs past the end of the file: truncated?");
+                throw Bad($"tensor '{TensorNames.ForMessage(tensor.Name)}' ({tensor.Type} {tensor.DimensionsText}) runs past the end of the file: truncated?");
             }
         }
 

@@ -150,6 +150,7 @@ public static class TokenizerLoader
         {
             throw PaliGemmaException.InFile(path, $"vocab ids run up to {count - 1} but there are only {byId.Count} entries");
         }
+
         var tokens = new string[count];
         var scores = new float[count];
         var types = new TokenType[count];

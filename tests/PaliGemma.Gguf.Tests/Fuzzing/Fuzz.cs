@@ -37,12 +37,35 @@ internal static class Fuzz
     public static string GoldenCheckpoint => Path.Combine(RepositoryRoot, "tests", "fixtures", "golden", "models", "tiny-paligemma-224");
 
     /// <summary>
-    /// Runs <paramref name="action"/> on its own thread (so the hang guard cannot be defeated by task
-    /// inlining, and the allocation count is that thread's alone) and throws <see cref="FuzzFailure"/>
+    /// Runs <paramref name="action"/> through <see cref="Guard"/> and throws <see cref="FuzzFailure"/>
     /// unless it succeeded or threw a one-line <see cref="PaliGemmaException"/> naming <paramref name="path"/>
     /// (a file, or a folder whose files it may name).
     /// </summary>
-    public static void Expect(string path, Action action)
+    /// <returns>The outcome's class, for CsCheck's summary table: "accepted" or the refusal's problem, numbers and names blanked.</returns>
+    public static string Expect(string path, Action action)
+    {
+        var thrown = Guard(path, action);
+        switch (thrown)
+        {
+            case null:
+                return "accepted";
+            case PaliGemmaException e when !NamesPath(e, path):
+                throw new FuzzFailure($"{path}: PaliGemmaException does not name the file (FilePath '{e.FilePath}'): {e.Message}", e);
+            case PaliGemmaException e when e.Message.Contains('\n', StringComparison.Ordinal) || e.Message.Contains('\r', StringComparison.Ordinal):
+                throw new FuzzFailure($"{path}: PaliGemmaException message is not one line: {e.Message}", e);
+            case PaliGemmaException e:
+                return Classify(e.Message, path);
+            default:
+                throw new FuzzFailure($"{path}: {thrown.GetType().FullName} instead of PaliGemmaException: {thrown.Message}", thrown);
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> on a thread of its own (so the hang guard cannot be defeated by
+    /// task inlining, and the allocation count is that thread's alone); throws <see cref="FuzzFailure"/>
+    /// on a hang or an allocation over <see cref="MaxAllocatedBytes"/>, else returns what it threw.
+    /// </summary>
+    public static Exception? Guard(string what, Action action)
     {
         Exception? thrown = null;
         long allocated = 0;
@@ -68,27 +91,22 @@ internal static class Fuzz
         if (!thread.Join(HangTimeout))
         {
             // The thread is left running (a background thread cannot be aborted); the test fails anyway.
-            throw new FuzzFailure($"{path}: no answer within {HangTimeout.TotalSeconds} s (hang?)");
+            throw new FuzzFailure($"{what}: no answer within {HangTimeout.TotalSeconds} s (hang?)");
         }
 
         if (allocated > MaxAllocatedBytes)
         {
-            throw new FuzzFailure($"{path}: one call allocated {allocated:N0} bytes (limit {MaxAllocatedBytes:N0}); outcome {thrown?.GetType().Name ?? "success"}", thrown);
+            throw new FuzzFailure($"{what}: one call allocated {allocated:N0} bytes (limit {MaxAllocatedBytes:N0}); outcome {thrown?.GetType().Name ?? "success"}", thrown);
         }
 
-        switch (thrown)
-        {
-            case null:
-                return;
-            case PaliGemmaException e when !NamesPath(e, path):
-                throw new FuzzFailure($"{path}: PaliGemmaException does not name the file (FilePath '{e.FilePath}'): {e.Message}", e);
-            case PaliGemmaException e when e.Message.Contains('\n', StringComparison.Ordinal) || e.Message.Contains('\r', StringComparison.Ordinal):
-                throw new FuzzFailure($"{path}: PaliGemmaException message is not one line: {e.Message}", e);
-            case PaliGemmaException:
-                return;
-            default:
-                throw new FuzzFailure($"{path}: {thrown.GetType().FullName} instead of PaliGemmaException: {thrown.Message}", thrown);
-        }
+        return thrown;
+    }
+
+    private static string Classify(string message, string path)
+    {
+        string problem = message.Replace(path, "", StringComparison.Ordinal);
+        problem = System.Text.RegularExpressions.Regex.Replace(problem, "'[^']*'|\"[^\"]*\"|\\[[^\\]]*\\]|[0-9]+|/[^ :]+", "_");
+        return "refused: " + (problem.Length > 70 ? problem[..70] : problem);
     }
 
     private static bool NamesPath(PaliGemmaException e, string path) =>
@@ -157,7 +175,7 @@ internal sealed class ScratchFolder : IDisposable
         {
             File.Delete(file);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // A case that hung may still hold it; the folder goes at the end of the test.
         }
@@ -170,7 +188,7 @@ internal sealed class ScratchFolder : IDisposable
         {
             Directory.Delete(Path, recursive: true);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // Left for the OS's temp cleanup rather than failing a test that passed.
         }
