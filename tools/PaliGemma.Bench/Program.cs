@@ -13,5 +13,6 @@ public static class Program
         MeasureCommands.BuildBare(),
         MeasureCommands.BuildBandwidth(),
         BenchCommand.Build(),
+        AccuracyCommand.Build(),
     };
 }
