@@ -3,7 +3,7 @@ namespace PaliGemma.Gguf.Inference;
 /// <summary>How llama.cpp computes attention and stores the KV cache.</summary>
 public enum Precision
 {
-    /// <summary>llama.cpp's defaults: flash attention when available, F16 KV cache. Faster; logits within ~2e-2 of the reference.</summary>
+    /// <summary>llama.cpp's defaults for the text model: flash attention when available, F16 KV cache. Logits within ~2e-2 of the reference.</summary>
     Fast,
 
     /// <summary>Flash attention off and an F32 KV cache: logits within ~4e-3 of the reference.</summary>
