@@ -101,7 +101,7 @@ internal static class BareEngine
             }
 
             double decodeSeconds = clock.Elapsed.TotalSeconds;
-            return new Result(loadMs, encodeMs, prefillMs, tokens / decodeSeconds, PeakRss.Bytes());
+            return new Result(loadMs, encodeMs, prefillMs, tokens / decodeSeconds, PaliGemma.Cli.Shared.ProcessMemory.PeakResidentBytes() ?? 0);
         }
     }
 
