@@ -43,7 +43,7 @@ public static class ModelLocator
         string cache = CacheFolder(path);
         string text = Path.Combine(cache, $"{name}.{textType.Name}.gguf");
         string mmproj = Path.Combine(cache, $"{name}.mmproj.{mmprojType.Name}.gguf");
-        if (File.Exists(text) && File.Exists(mmproj))
+        if (IsFresh(text, path) && IsFresh(mmproj, path))
         {
             return new ModelFiles(text, mmproj, false);
         }
@@ -75,6 +75,11 @@ public static class ModelLocator
 
         return new ModelFiles(texts[0], mmprojs[0], false);
     }
+
+    /// <summary>A cached conversion counts only when it is newer than every file of the checkpoint.</summary>
+    private static bool IsFresh(string converted, string checkpoint) =>
+        File.Exists(converted)
+        && Directory.GetFiles(checkpoint).All(f => File.GetLastWriteTimeUtc(f) <= File.GetLastWriteTimeUtc(converted));
 
     /// <summary>Next to the checkpoint when that folder is writable, else under the user's cache folder.</summary>
     private static string CacheFolder(string checkpoint)

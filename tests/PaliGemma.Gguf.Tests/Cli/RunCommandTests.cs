@@ -47,7 +47,7 @@ public sealed class RunCommandTests
     }
 
     [Fact]
-    public void A_checkpoint_folder_is_converted_on_first_use_then_reused()
+    public void A_checkpoint_folder_is_converted_on_first_use_then_reused_until_it_changes()
     {
         string checkpoint = CopyOfGoldenCheckpoint("tiny-paligemma-224");
         var golden = GoldenData.Case("tiny-paligemma-224/chelsea/caption_en");
@@ -56,8 +56,12 @@ public sealed class RunCommandTests
         var first = CliProcess.Run("paligemma", arguments);
         var second = CliProcess.Run("paligemma", arguments);
 
+        File.SetLastWriteTimeUtc(Path.Combine(checkpoint, "config.json"), DateTime.UtcNow.AddMinutes(1));
+        var afterEdit = CliProcess.Run("paligemma", arguments);
+
         Assert.True(first.ExitCode == 0, first.StandardError);
         Assert.Contains("writing", first.StandardError, StringComparison.Ordinal);
+        Assert.Contains("writing", afterEdit.StandardError, StringComparison.Ordinal); // a changed checkpoint is converted again
         Assert.Equal(2, Directory.GetFiles(Path.Combine(checkpoint, "gguf"), "*.gguf").Length);
         Assert.Equal(0, second.ExitCode);
         Assert.DoesNotContain("writing", second.StandardError, StringComparison.Ordinal);
