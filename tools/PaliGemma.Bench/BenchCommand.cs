@@ -105,7 +105,10 @@ internal static class BenchCommand
 
             double Timing(List<JsonElement> results, string name) => Median(results.Select(r => Get(r, name)));
             string Spread(List<JsonElement> results, string name, string format) => $"{Timing(results, name).ToString(format, CultureInfo.InvariantCulture)} ({results.Min(r => Get(r, name)).ToString(format, CultureInfo.InvariantCulture)}-{results.Max(r => Get(r, name)).ToString(format, CultureInfo.InvariantCulture)})";
-            double bound = bandwidthBefore * 1e9 / GgufKeys.WeightBytesPerToken(textModel);
+            // The VM's bandwidth flips between two levels: take the higher of two measurements so
+            // that the bound is never flattering.
+            double bandwidth = Math.Max(bandwidthBefore, Bandwidth(t));
+            double bound = bandwidth * 1e9 / GgufKeys.WeightBytesPerToken(textModel);
             double decode = Timing(product, "decode_tokens_per_s");
             double bareFirst = (Timing(bare, "load_ms") + Timing(bare, "image_encode_ms") + Timing(bare, "prefill_ms")) / 1000;
             report.AppendLine(string.Create(CultureInfo.InvariantCulture,
@@ -116,7 +119,7 @@ internal static class BenchCommand
         }
 
         double bandwidthAfter = Bandwidth(t);
-        report.AppendLine().AppendLine(string.Create(CultureInfo.InvariantCulture, $"Memory read bandwidth ({threads} threads), measured in the same run: {bandwidthBefore:F1} GB/s before, {bandwidthAfter:F1} GB/s after; the bound uses the first. Machine: {Environment.ProcessorCount} cores, {Gib(TotalMemory())} RAM, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}."));
+        report.AppendLine().AppendLine(string.Create(CultureInfo.InvariantCulture, $"Memory read bandwidth ({threads} threads), measured in the same run: {bandwidthBefore:F1} GB/s before, {bandwidthAfter:F1} GB/s after; each bound uses the higher of the first and one taken next to it. Machine: {Environment.ProcessorCount} cores, {Gib(TotalMemory())} RAM, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}."));
     }
 
     /// <summary>The Markdown report, printed and saved line by line so that a failure late in a long run loses nothing.</summary>
