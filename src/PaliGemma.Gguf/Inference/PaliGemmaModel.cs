@@ -185,12 +185,13 @@ public sealed class PaliGemmaModel : IDisposable
         }
 
         int[] textTokens = TokenizePrompt(prompt);
-        int prefixLength = CheckFits(textTokens.Length, options.MaxNewTokens);
+        int prefixLength = ImageTokens + textTokens.Length;
+        CheckFits(prefixLength, options.MaxNewTokens); // before waiting for the model
 
         _gate.Wait(cancellationToken);
         try
         {
-            using var decoder = new PrefixLmDecoder(_weights, Options, prefixLength + options.MaxNewTokens, prefixLength);
+            using var decoder = CreateDecoder(prefixLength, options.MaxNewTokens);
             var clock = Stopwatch.StartNew();
             float[] prefix = BuildPrefix(image, textTokens, out double imageEncodeMs);
             clock.Restart();
@@ -297,17 +298,18 @@ public sealed class PaliGemmaModel : IDisposable
 
     internal void ReadTokenEmbedding(int token, Span<float> destination) => _tokenEmbeddings.ReadRow(token, destination);
 
-    internal PrefixLmDecoder CreateDecoder(int prefixLength, int maxNewTokens) => new(_weights, Options, CheckFits(prefixLength - ImageTokens, maxNewTokens) + maxNewTokens, prefixLength);
-
-    private int CheckFits(int textTokens, int maxNewTokens)
+    internal PrefixLmDecoder CreateDecoder(int prefixLength, int maxNewTokens)
     {
-        int prefixLength = ImageTokens + textTokens;
+        CheckFits(prefixLength, maxNewTokens);
+        return new PrefixLmDecoder(_weights, Options, prefixLength + maxNewTokens, prefixLength);
+    }
+
+    private void CheckFits(int prefixLength, int maxNewTokens)
+    {
         if (prefixLength + maxNewTokens > ContextLength)
         {
             throw new PaliGemmaException($"the prompt needs {prefixLength} tokens ({ImageTokens} for the image) plus {maxNewTokens} to generate, more than the model's context of {ContextLength}");
         }
-
-        return prefixLength;
     }
 
     private static ISamplingPipeline CreateSampler(GenerationOptions options)
