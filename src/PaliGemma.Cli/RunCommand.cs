@@ -54,7 +54,7 @@ internal static class RunCommand
             bool isJson = parsed.GetValue(json);
             bool isVerbose = parsed.GetValue(verbose);
             var files = ResolveModel(parsed.GetValue(model), parsed.GetValue(mmproj), parsed.GetValue(modelPath), parsed.GetValue(outType)!, parsed.GetValue(mmprojType)!, cancellationToken);
-            var modelOptions = new ModelOptions
+            ModelOptions modelOptions = new()
             {
                 Threads = parsed.GetValue(threads),
                 GpuLayers = parsed.GetValue(onlyCpu) ? 0 : parsed.GetValue(gpuLayers),
@@ -79,6 +79,7 @@ internal static class RunCommand
             if (!isJson)
             {
                 Console.Error.WriteLine($"loading {Path.GetFileName(files.TextModelPath)} + {Path.GetFileName(files.MmprojPath)}");
+                modelOptions = modelOptions with { LoadProgress = new LoadingProgress(Console.Error, !Console.IsErrorRedirected) };
             }
 
             using var loaded = PaliGemmaModel.Load(files.TextModelPath, files.MmprojPath, modelOptions);

@@ -32,6 +32,9 @@ public sealed record ModelOptions
     /// <summary>Images above this many pixels are refused before decoding (decompression bombs). Default: 100 million.</summary>
     public long MaxImagePixels { get; init; } = ImagePreprocessor.DefaultMaxPixels;
 
+    /// <summary>Receives the text model's loading progress, from 0 to 1. Default: null.</summary>
+    public IProgress<float>? LoadProgress { get; init; }
+
     /// <summary>Receives llama.cpp and mtmd log lines. Default: null (dropped).</summary>
     public Action<string>? NativeLog { get; init; }
 }

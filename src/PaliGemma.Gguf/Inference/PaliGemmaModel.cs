@@ -105,7 +105,9 @@ public sealed class PaliGemmaModel : IDisposable
         TokenEmbeddingTable? table = null;
         try
         {
-            weights = LLamaWeights.LoadFromFile(parameters);
+            weights = options.LoadProgress is null
+                ? LLamaWeights.LoadFromFile(parameters)
+                : LLamaWeights.LoadFromFileAsync(parameters, CancellationToken.None, options.LoadProgress).GetAwaiter().GetResult();
             var mtmdParameters = MtmdContextParams.Default();
             mtmdParameters.NThreads = options.Threads;
             mtmdParameters.UseGpu = options.GpuLayers > 0;
