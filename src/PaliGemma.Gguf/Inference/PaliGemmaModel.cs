@@ -158,14 +158,23 @@ public sealed class PaliGemmaModel : IDisposable
     public async IAsyncEnumerable<GeneratedToken> StreamAsync(GenerationRequest request, GenerationOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var channel = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var generation = GenerateAsync(request, options, token => channel.Writer.TryWrite(token), cancellationToken)
-            .ContinueWith(t => channel.Writer.TryComplete(t.Exception?.InnerException), TaskScheduler.Default);
-        await foreach (var token in channel.Reader.ReadAllAsync(CancellationToken.None))
-        {
-            yield return token;
-        }
 
-        await generation;
+        // A consumer that stops enumerating early stops the generation too, freeing the model.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var generation = GenerateAsync(request, options, token => channel.Writer.TryWrite(token), stop.Token)
+            .ContinueWith(t => channel.Writer.TryComplete(t.Exception?.InnerException), TaskScheduler.Default);
+        try
+        {
+            await foreach (var token in channel.Reader.ReadAllAsync(CancellationToken.None))
+            {
+                yield return token;
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await generation;
+        }
     }
 
     /// <summary>Runs one request synchronously.</summary>

@@ -82,6 +82,23 @@ public sealed class SamplingTests
     }
 
     [Fact]
+    public async Task Leaving_a_stream_early_stops_its_generation_and_frees_the_model()
+    {
+        int seen = 0;
+        await foreach (var token in Model.StreamAsync(Request, new GenerationOptions { MaxNewTokens = 7000 }))
+        {
+            if (++seen == 2)
+            {
+                break;
+            }
+        }
+
+        // The abandoned 7000-token request no longer holds the model: the next one runs at once.
+        var next = await Model.GenerateAsync(Request, new GenerationOptions { MaxNewTokens = 1 }).WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(Case.GreedyTokens.Take(1), next.Tokens);
+    }
+
+    [Fact]
     public void Cancellation_stops_generation_and_keeps_what_was_generated()
     {
         using var cancellation = new CancellationTokenSource();
