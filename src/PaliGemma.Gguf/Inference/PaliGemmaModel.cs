@@ -151,8 +151,25 @@ public sealed class PaliGemmaModel : IDisposable
     }
 
     /// <summary>Runs one request; <paramref name="onToken"/> sees each token as it is generated.</summary>
-    public Task<GenerationResult> GenerateAsync(GenerationRequest request, GenerationOptions? options = null, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default) =>
-        Task.Run(() => Generate(request, options ?? new GenerationOptions(), onToken, cancellationToken), CancellationToken.None);
+    public async Task<GenerationResult> GenerateAsync(GenerationRequest request, GenerationOptions? options = null, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        options ??= new GenerationOptions();
+        options.Validate();
+        var image = await Task.Run(() => ImagePreprocessor.Load(request.ImagePath, ImageSize, Options.MaxImagePixels), cancellationToken);
+        int[] textTokens = PrepareText(image, request.Prompt, options);
+
+        // Queued requests wait without holding a thread.
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            return await Task.Run(() => Run(image, textTokens, options, onToken, cancellationToken), CancellationToken.None);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
 
     /// <summary>Streams the generated text of one request, token by token.</summary>
     public async IAsyncEnumerable<GeneratedToken> StreamAsync(GenerationRequest request, GenerationOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -190,67 +207,79 @@ public sealed class PaliGemmaModel : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         options.Validate();
+        int[] textTokens = PrepareText(image, prompt, options);
+        _gate.Wait(cancellationToken);
+        try
+        {
+            return Run(image, textTokens, options, onToken, cancellationToken);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Checks the request before it waits for the model; returns the prefix's text tokens.</summary>
+    private int[] PrepareText(PreparedImage image, string prompt, GenerationOptions options)
+    {
         if (image.Size != ImageSize || image.Rgb.Length != ImageSize * ImageSize * 3)
         {
             throw new PaliGemmaException($"the image is prepared at {image.Size} px but the model takes {ImageSize} px");
         }
 
         int[] textTokens = TokenizePrompt(prompt);
+        CheckFits(ImageTokens + textTokens.Length, options.MaxNewTokens);
+        return textTokens;
+    }
+
+    /// <summary>One request, with the model to itself (the caller holds the gate).</summary>
+    private GenerationResult Run(PreparedImage image, int[] textTokens, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken)
+    {
         int prefixLength = ImageTokens + textTokens.Length;
-        CheckFits(prefixLength, options.MaxNewTokens); // before waiting for the model
+        using var decoder = CreateDecoder(prefixLength, options.MaxNewTokens);
+        var clock = Stopwatch.StartNew();
+        float[] prefix = BuildPrefix(image, textTokens, out double imageEncodeMs);
+        clock.Restart();
+        decoder.DecodePrefix(prefix, prefixLength);
+        double prefillMs = clock.Elapsed.TotalMilliseconds;
 
-        _gate.Wait(cancellationToken);
-        try
+        using var sampler = CreateSampler(options);
+        var decoded = new StreamingTokenDecoder(Encoding.UTF8, _weights) { DecodeSpecialTokens = true };
+        var tokens = new List<int>();
+        var text = new StringBuilder();
+        var stop = StopReason.MaxTokens;
+        clock.Restart();
+        int decodedTokens = 0;
+        while (tokens.Count < options.MaxNewTokens)
         {
-            using var decoder = CreateDecoder(prefixLength, options.MaxNewTokens);
-            var clock = Stopwatch.StartNew();
-            float[] prefix = BuildPrefix(image, textTokens, out double imageEncodeMs);
-            clock.Restart();
-            decoder.DecodePrefix(prefix, prefixLength);
-            double prefillMs = clock.Elapsed.TotalMilliseconds;
-
-            using var sampler = CreateSampler(options);
-            var decoded = new StreamingTokenDecoder(Encoding.UTF8, _weights) { DecodeSpecialTokens = true };
-            var tokens = new List<int>();
-            var text = new StringBuilder();
-            var stop = StopReason.MaxTokens;
-            clock.Restart();
-            int decodedTokens = 0;
-            while (tokens.Count < options.MaxNewTokens)
+            if (cancellationToken.IsCancellationRequested)
             {
-                if (cancellationToken.IsCancellationRequested)
-                {
-                    stop = StopReason.Cancelled;
-                    break;
-                }
-
-                var token = sampler.Sample(decoder.Handle, decoder.LastLogitsIndex);
-                sampler.Accept(token);
-                if (!options.IgnoreEndOfSequence && _weights.Vocab.EOS is { } eos && token == eos)
-                {
-                    stop = StopReason.EndOfSequence;
-                    break;
-                }
-
-                tokens.Add((int)token);
-                decoded.Add(token);
-                string piece = decoded.Read();
-                text.Append(piece);
-                onToken?.Invoke(new GeneratedToken((int)token, piece));
-                if (tokens.Count < options.MaxNewTokens)
-                {
-                    decoder.DecodeToken((int)token);
-                    decodedTokens++;
-                }
+                stop = StopReason.Cancelled;
+                break;
             }
 
-            var timings = new GenerationTimings(imageEncodeMs, prefillMs, clock.Elapsed.TotalMilliseconds, decodedTokens);
-            return new GenerationResult(text.ToString(), tokens, prefixLength, stop, timings, image);
+            var token = sampler.Sample(decoder.Handle, decoder.LastLogitsIndex);
+            sampler.Accept(token);
+            if (!options.IgnoreEndOfSequence && _weights.Vocab.EOS is { } eos && token == eos)
+            {
+                stop = StopReason.EndOfSequence;
+                break;
+            }
+
+            tokens.Add((int)token);
+            decoded.Add(token);
+            string piece = decoded.Read();
+            text.Append(piece);
+            onToken?.Invoke(new GeneratedToken((int)token, piece));
+            if (tokens.Count < options.MaxNewTokens)
+            {
+                decoder.DecodeToken((int)token);
+                decodedTokens++;
+            }
         }
-        finally
-        {
-            _gate.Release();
-        }
+
+        var timings = new GenerationTimings(imageEncodeMs, prefillMs, clock.Elapsed.TotalMilliseconds, decodedTokens);
+        return new GenerationResult(text.ToString(), tokens, prefixLength, stop, timings, image);
     }
 
     /// <summary>The prefix as rows: image rows from the vision tower, then the text rows, scaled for the graph.</summary>
