@@ -10,7 +10,7 @@ using SixLabors.ImageSharp.PixelFormats;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace PaliGemma.Gguf.Tests;
+namespace PaliGemma.Gguf.Tests.Inference;
 
 /// <summary>
 /// The preprocessor against Hugging Face's SiglipImageProcessor (golden pixel_values), against Pillow itself,
@@ -78,7 +78,7 @@ public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposab
     [InlineData(8, 8, 448, "9fe4df311c31a2f63300221fb8cddee887d83a2913442d2d0ffae8687539a3a3")]
     public void The_resize_is_byte_identical_to_pillow(int width, int height, int size, string sha256)
     {
-        byte[] resized = ImagePreprocessor.ResizeBicubic(Synthetic(width, height), width, height, size, size);
+        byte[] resized = PillowBicubic.Resize(Synthetic(width, height), width, height, size, size);
 
         Assert.Equal(sha256, System.Convert.ToHexStringLower(SHA256.HashData(resized)));
     }
@@ -263,7 +263,7 @@ public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposab
 
         foreach (var (variant, size) in new[] { BicubicVariant.Pillow, BicubicVariant.Torchvision }.SelectMany(v => new[] { 1, 16, 77, 224, 640 }.Select(s => (v, s))))
         {
-            byte[] resized = ImagePreprocessor.ResizeBicubic(rgb, Width, Height, size, size, variant);
+            byte[] resized = PillowBicubic.Resize(rgb, Width, Height, size, size, variant);
             for (int i = 0; i < resized.Length; i += 3)
             {
                 Assert.Equal((12, 200, 255), (resized[i], resized[i + 1], resized[i + 2]));
@@ -277,9 +277,9 @@ public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposab
         foreach (var (width, height) in new[] { (512, 512), (4000, 3000) })
         {
             byte[] rgb = RandomBytes(width * height * 3, seed: 3);
-            ImagePreprocessor.ResizeBicubic(rgb, width, height, 224, 224);
+            PillowBicubic.Resize(rgb, width, height, 224, 224);
             var stopwatch = Stopwatch.StartNew();
-            ImagePreprocessor.ResizeBicubic(rgb, width, height, 224, 224);
+            PillowBicubic.Resize(rgb, width, height, 224, 224);
             stopwatch.Stop();
             output.WriteLine($"{width} x {height} -> 224 x 224: {stopwatch.Elapsed.TotalMilliseconds:F1} ms");
             // Loose: this catches an accidental quadratic loop, not a slow machine.
