@@ -266,98 +266,98 @@ internal static class ImageCompleteness
         long declared = 8L + BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
         return reader.Length < declared ? $"its RIFF header declares {declared} bytes, the file has {reader.Length}" : null;
     }
-}
 
-/// <summary>Buffered forward reading of a seekable stream, with skips that seek; lengths are from the start position.</summary>
-internal sealed class ByteReader(Stream stream)
-{
-    private readonly long _start = stream.Position;
-    private readonly byte[] _buffer = new byte[64 * 1024];
-    private int _count;
-    private int _next;
-
-    public long Length => stream.Length - _start;
-
-    public int ReadByte()
+    /// <summary>Buffered forward reading of a seekable stream, with skips that seek; lengths are from the start position.</summary>
+    private sealed class ByteReader(Stream stream)
     {
-        if (_next == _count && !Fill())
+        private readonly long _start = stream.Position;
+        private readonly byte[] _buffer = new byte[64 * 1024];
+        private int _count;
+        private int _next;
+
+        public long Length => stream.Length - _start;
+
+        public int ReadByte()
         {
-            return -1;
-        }
-
-        return _buffer[_next++];
-    }
-
-    public int PeekByte()
-    {
-        if (_next == _count && !Fill())
-        {
-            return -1;
-        }
-
-        return _buffer[_next];
-    }
-
-    /// <summary>Steps back over the byte just read; valid once after <see cref="ReadByte"/>.</summary>
-    public void Unread() => _next--;
-
-    public bool TryRead(Span<byte> destination) => ReadAtMost(destination) == destination.Length;
-
-    public int ReadAtMost(Span<byte> destination)
-    {
-        int done = 0;
-        while (done < destination.Length)
-        {
-            int b = ReadByte();
-            if (b < 0)
+            if (_next == _count && !Fill())
             {
-                break;
+                return -1;
             }
 
-            destination[done++] = (byte)b;
+            return _buffer[_next++];
         }
 
-        return done;
-    }
-
-    public bool TrySkip(long count)
-    {
-        long buffered = _count - _next;
-        if (count <= buffered)
+        public int PeekByte()
         {
-            _next += (int)count;
+            if (_next == _count && !Fill())
+            {
+                return -1;
+            }
+
+            return _buffer[_next];
+        }
+
+        /// <summary>Steps back over the byte just read; valid once after <see cref="ReadByte"/>.</summary>
+        public void Unread() => _next--;
+
+        public bool TryRead(Span<byte> destination) => ReadAtMost(destination) == destination.Length;
+
+        public int ReadAtMost(Span<byte> destination)
+        {
+            int done = 0;
+            while (done < destination.Length)
+            {
+                int b = ReadByte();
+                if (b < 0)
+                {
+                    break;
+                }
+
+                destination[done++] = (byte)b;
+            }
+
+            return done;
+        }
+
+        public bool TrySkip(long count)
+        {
+            long buffered = _count - _next;
+            if (count <= buffered)
+            {
+                _next += (int)count;
+                return true;
+            }
+
+            long target = stream.Position + (count - buffered);
+            _next = _count = 0;
+            if (target > stream.Length)
+            {
+                return false;
+            }
+
+            stream.Position = target;
             return true;
         }
 
-        long target = stream.Position + (count - buffered);
-        _next = _count = 0;
-        if (target > stream.Length)
+        private bool Fill()
         {
-            return false;
+            // Keep the last byte so that Unread works across a refill.
+            if (_count > 0)
+            {
+                _buffer[0] = _buffer[_count - 1];
+                _next = 1;
+                _count = 1;
+            }
+
+            int read = stream.Read(_buffer, _count, _buffer.Length - _count);
+            if (read == 0)
+            {
+                _next = _count;
+                return false;
+            }
+
+            _count += read;
+            return true;
         }
-
-        stream.Position = target;
-        return true;
-    }
-
-    private bool Fill()
-    {
-        // Keep the last byte so that Unread works across a refill.
-        if (_count > 0)
-        {
-            _buffer[0] = _buffer[_count - 1];
-            _next = 1;
-            _count = 1;
-        }
-
-        int read = stream.Read(_buffer, _count, _buffer.Length - _count);
-        if (read == 0)
-        {
-            _next = _count;
-            return false;
-        }
-
-        _count += read;
-        return true;
     }
 }
