@@ -77,24 +77,7 @@ public static class GgufQuantizer
         var metadata = input.MetadataList
             .Where(m => m.Key is not ("general.file_type" or "general.alignment"))
             .Append(new("general.file_type", GgufValue.Of((uint)type.FileType)));
-        var plans = input.Tensors.Select(t => new TensorPlan(t.Name, new GgufTensorSource(input, t), MmprojTensorType(t, type))).ToList();
+        var plans = input.Tensors.Select(t => new TensorPlan(t.Name, new GgufTensorSource(input, t), MmprojConverter.TensorType(t.Name, t.Dimensions, type))).ToList();
         GgufFileWriter.Write(outputPath, metadata, plans, overwrite: true, progress, cancellationToken);
-    }
-
-    /// <summary>The same choice as <see cref="MmprojConverter"/>: only 2-D weight matrices change type.</summary>
-    private static GgmlType MmprojTensorType(GgufTensorInfo tensor, OutputType type)
-    {
-        bool isMatrix = tensor.Dimensions.Length == 2 && tensor.Name.EndsWith(".weight", StringComparison.Ordinal);
-        if (tensor.Name == "v.patch_embd.weight")
-        {
-            return type.DefaultType == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16;
-        }
-
-        if (!isMatrix || tensor.Name is "v.position_embd.weight" or "mm.1.weight")
-        {
-            return GgmlType.F32;
-        }
-
-        return MmprojConverter.WeightType(type, tensor.RowLength);
     }
 }

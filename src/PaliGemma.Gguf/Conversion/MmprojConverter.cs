@@ -39,15 +39,15 @@ internal static class MmprojConverter
         Add("clip.vision.image_std", GgufValue.Array(normalization.Std));
 
         int d = vision.HiddenSize;
-        TensorPlan Weight(string gguf, string hf, params long[] shape) => new(gguf, TensorSource.From(shapes.Expect(hf, shape)), WeightType(outputType, shape[^1]));
-        TensorPlan Vector(string gguf, string hf, long length) => new(gguf, TensorSource.From(shapes.Expect(hf, length)), GgmlType.F32);
+        TensorPlan Planned(string gguf, TensorSource source) => new(gguf, source, TensorType(gguf, source.Dimensions, outputType));
+        TensorPlan Weight(string gguf, string hf, params long[] shape) => Planned(gguf, TensorSource.From(shapes.Expect(hf, shape)));
+        TensorPlan Vector(string gguf, string hf, long length) => Weight(gguf, hf, length);
 
         var plans = new List<TensorPlan>
         {
-            // A convolution: ggml runs it only from F16 or F32 (BF16 aborts the scheduler).
-            new("v.patch_embd.weight", TensorSource.From(shapes.Expect("vision.embeddings.patch_embedding.weight", d, 3, vision.PatchSize, vision.PatchSize)), outputType.DefaultType == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16),
+            Weight("v.patch_embd.weight", "vision.embeddings.patch_embedding.weight", d, 3, vision.PatchSize, vision.PatchSize),
             Vector("v.patch_embd.bias", "vision.embeddings.patch_embedding.bias", d),
-            new("v.position_embd.weight", TensorSource.From(shapes.Expect("vision.embeddings.position_embedding.weight", vision.ImageTokens, d)), GgmlType.F32),
+            Weight("v.position_embd.weight", "vision.embeddings.position_embedding.weight", vision.ImageTokens, d),
         };
 
         for (int i = 0; i < vision.LayerCount; i++)
@@ -72,18 +72,27 @@ internal static class MmprojConverter
 
         var postNormWeight = shapes.Expect("vision.post_layernorm.weight", d);
         var postNormBias = shapes.Expect("vision.post_layernorm.bias", d);
-        plans.Add(new("v.post_ln.weight", TensorSource.From(postNormWeight), GgmlType.F32));
-        plans.Add(new("v.post_ln.bias", TensorSource.From(postNormBias), GgmlType.F32));
-        plans.AddRange(PlanProjector(shapes, postNormWeight.ReadAll(), postNormBias.ReadAll(), textHidden, d, WeightType(outputType, d)));
+        plans.Add(Planned("v.post_ln.weight", TensorSource.From(postNormWeight)));
+        plans.Add(Planned("v.post_ln.bias", TensorSource.From(postNormBias)));
+        plans.AddRange(PlanProjector(shapes, postNormWeight.ReadAll(), postNormBias.ReadAll(), textHidden, d).Select(p => Planned(p.Name, p.Source)));
         return (metadata, plans);
     }
 
     /// <summary>
-    /// The type of a vision weight matrix: block types only where rows are whole blocks (SigLIP
-    /// So400m's ffn_down rows are 4304 wide, not a multiple of 32), F16 otherwise.
+    /// The type each mmproj tensor is stored in, for conversion and for re-quantizing an mmproj alike.
+    /// Weight matrices take the file's type where their rows are whole blocks (SigLIP So400m's
+    /// ffn_down rows are 4304 wide, not a multiple of 32), F16 otherwise; norms, biases, position
+    /// embeddings and the projector's identity stay F32.
     /// </summary>
-    internal static GgmlType WeightType(OutputType outputType, long rowLength) =>
-        rowLength % outputType.DefaultType.BlockSize() == 0 ? outputType.DefaultType : GgmlType.F16;
+    internal static GgmlType TensorType(string name, long[] dimensions, OutputType outputType) => name switch
+    {
+        // A convolution: ggml runs it only from F16 or F32 (BF16 aborts the scheduler).
+        "v.patch_embd.weight" => outputType.DefaultType == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16,
+        "v.position_embd.weight" or "mm.1.weight" => GgmlType.F32,
+        _ when dimensions.Length == 2 && name.EndsWith(".weight", StringComparison.Ordinal) =>
+            dimensions[0] % outputType.DefaultType.BlockSize() == 0 ? outputType.DefaultType : GgmlType.F16,
+        _ => GgmlType.F32,
+    };
 
     /// <summary>
     /// PaliGemma's projector is y = W x + b; clip's janus_pro projector is mm.1(GELU(mm.0 x)).
@@ -91,9 +100,10 @@ internal static class MmprojConverter
     /// mm.0 = W with bias b + c, mm.1 = I with bias -c. The shift c is bounded per row from the
     /// post-LayerNorm affine: LayerNorm's output n has ||n||2 &lt;= sqrt(d), so
     /// |(W (gamma*n + beta))_i| &lt;= ||W_i * gamma||2 sqrt(d) + |W_i . beta|.
-    /// The identity and the shift stay F32 so that the round trip (y + c) - c loses only ~c * 2^-24.
+    /// The identity and the shift stay F32 (see <see cref="TensorType"/>) so that the round trip
+    /// (y + c) - c loses only ~c * 2^-24.
     /// </summary>
-    private static IEnumerable<TensorPlan> PlanProjector(ShapeChecker shapes, float[] gamma, float[] beta, int outputs, int d, GgmlType weightType)
+    private static IEnumerable<(string Name, TensorSource Source)> PlanProjector(ShapeChecker shapes, float[] gamma, float[] beta, int outputs, int d)
     {
         var weight = shapes.Expect("projector.weight", outputs, d);
         float[] w = weight.ReadAll();
@@ -123,10 +133,10 @@ internal static class MmprojConverter
             identity[(i * outputs) + i] = 1f;
         }
 
-        yield return new TensorPlan("mm.0.weight", TensorSource.From(weight), weightType);
-        yield return new TensorPlan("mm.0.bias", TensorSource.From(shiftedBias, outputs), GgmlType.F32);
-        yield return new TensorPlan("mm.1.weight", TensorSource.From(identity, outputs, outputs), GgmlType.F32);
-        yield return new TensorPlan("mm.1.bias", TensorSource.From(negativeShift, outputs), GgmlType.F32);
+        yield return ("mm.0.weight", TensorSource.From(weight));
+        yield return ("mm.0.bias", TensorSource.From(shiftedBias, outputs));
+        yield return ("mm.1.weight", TensorSource.From(identity, outputs, outputs));
+        yield return ("mm.1.bias", TensorSource.From(negativeShift, outputs));
     }
 }
 
