@@ -1,6 +1,5 @@
 using LLama.Native;
 using PaliGemma.Gguf.Gguf;
-using PaliGemma.Gguf.Inference;
 using PaliGemma.Gguf.Native;
 
 namespace PaliGemma.Gguf.Conversion;

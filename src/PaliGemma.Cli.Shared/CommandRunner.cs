@@ -8,7 +8,7 @@ namespace PaliGemma.Cli.Shared;
 /// half-written outputs; errors are one line on stderr with exit code 1 (a stack trace only with
 /// --verbose); an interruption exits with 130.
 /// </summary>
-internal static class CommandRunner
+public static class CommandRunner
 {
     public const int Failure = 1;
     public const int Interrupted = 130;

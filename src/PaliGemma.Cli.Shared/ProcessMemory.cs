@@ -1,7 +1,7 @@
 namespace PaliGemma.Cli.Shared;
 
 /// <summary>The process's peak resident memory, as the kernel counts it (VmHWM).</summary>
-internal static class ProcessMemory
+public static class ProcessMemory
 {
     public static long? PeakResidentBytes()
     {

@@ -7,7 +7,7 @@ namespace PaliGemma.Cli.Shared;
 /// Shows conversion progress on stderr: one rewritten line on a terminal, a line every few
 /// seconds otherwise (logs, CI), and a summary line per finished file.
 /// </summary>
-internal sealed class ConsoleProgress : IProgress<ConversionProgress>
+public sealed class ConsoleProgress : IProgress<ConversionProgress>
 {
     private readonly TextWriter _output;
     private readonly bool _interactive;

@@ -1,7 +1,7 @@
 namespace PaliGemma.Cli.Shared;
 
 /// <summary>The text model's loading progress as a percentage rewritten on one terminal line (nothing when redirected).</summary>
-internal sealed class LoadingProgress(TextWriter output, bool interactive) : IProgress<float>
+public sealed class LoadingProgress(TextWriter output, bool interactive) : IProgress<float>
 {
     private int _shown = -1;
 

@@ -3,7 +3,7 @@ using System.Text;
 using PaliGemma.Gguf.Conversion;
 using PaliGemma.Gguf.Gguf;
 
-namespace PaliGemma.Gguf.Inference;
+namespace PaliGemma.Gguf;
 
 /// <summary>The text GGUF and mmproj GGUF a model path stands for.</summary>
 public sealed record ModelFiles(string TextModelPath, string MmprojPath, bool WasConverted);

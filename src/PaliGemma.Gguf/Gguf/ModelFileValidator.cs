@@ -1,6 +1,5 @@
-using PaliGemma.Gguf.Gguf;
 
-namespace PaliGemma.Gguf.Inference;
+namespace PaliGemma.Gguf.Gguf;
 
 /// <summary>
 /// Checks a text GGUF and an mmproj GGUF for everything llama.cpp / mtmd would abort the process on
