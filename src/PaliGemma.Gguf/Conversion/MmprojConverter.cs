@@ -5,7 +5,7 @@ namespace PaliGemma.Gguf.Conversion;
 
 /// <summary>
 /// Plans the mmproj GGUF: the SigLIP tower in llama.cpp's clip layout plus PaliGemma's linear
-/// projector expressed as a clip projector (DESIGN.md §4).
+/// projector expressed as a clip projector (docs/DESIGN.md §3).
 /// </summary>
 internal static class MmprojConverter
 {

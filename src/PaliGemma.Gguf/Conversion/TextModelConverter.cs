@@ -6,7 +6,7 @@ namespace PaliGemma.Gguf.Conversion;
 
 /// <summary>
 /// Plans the text GGUF: the Gemma / Gemma 2 decoder in llama.cpp's layout with its tokenizer
-/// (DESIGN.md §3).
+/// (docs/DESIGN.md §2).
 /// </summary>
 internal static class TextModelConverter
 {

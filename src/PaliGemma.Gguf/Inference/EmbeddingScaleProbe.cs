@@ -30,7 +30,16 @@ internal static class EmbeddingScaleProbe
 
         float scale = MathF.Sqrt(dimension);
         double scaled = Difference(reference, DecodeRow(decoder, row.Select(v => v * scale).ToArray()));
-        return new Result(raw <= scaled, raw, scaled);
+        if (scaled > AgreementTolerance * (1 + reference.Max(Math.Abs)))
+        {
+            // Neither known graph: picking the closer guess would run every request with wrong
+            // image/text scaling, so refuse to load instead.
+            throw new PaliGemmaException(
+                $"{model.TextModelPath}: this llama.cpp build's text graph treats embedding inputs in an unknown way " +
+                $"(|Δlogit| {raw:G3} with the raw row, {scaled:G3} scaled by sqrt(n_embd)); see docs/DESIGN.md §6");
+        }
+
+        return new Result(false, raw, scaled);
     }
 
     private static float[] DecodeRow(PrefixLmDecoder decoder, float[] row)

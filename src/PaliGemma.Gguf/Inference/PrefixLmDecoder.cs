@@ -5,7 +5,7 @@ using LLama.Native;
 namespace PaliGemma.Gguf.Inference;
 
 /// <summary>
-/// One request's llama.cpp context, decoding PaliGemma's prefix-LM (DESIGN.md §5): the whole prefix
+/// One request's llama.cpp context, decoding PaliGemma's prefix-LM (docs/DESIGN.md §5): the whole prefix
 /// (image rows, BOS, prompt, "\n") as one embeddings batch with causal attention off, so every
 /// prefix position sees every other, then generated tokens one by one with causal attention.
 /// </summary>

@@ -11,7 +11,7 @@ namespace PaliGemma.Gguf.Tests.Conversion;
 public sealed class ConversionTests(ITestOutputHelper output)
 {
     /// <summary>
-    /// ggml's GELU is an F16 lookup table and the patch convolution runs in F16: DESIGN.md expects
+    /// ggml's GELU is an F16 lookup table and the patch convolution runs in F16: docs/DESIGN.md §7 expects
     /// ~1e-2 absolute on values up to ~10 for an F32 mmproj.
     /// </summary>
     private const double ProjectorTolerance = 1e-2;
