@@ -258,8 +258,9 @@ public sealed class PaliGemmaModel : IDisposable
                 break;
             }
 
+            // Sample also accepts the token into the chain: accepting it again would count it twice
+            // for any stateful sampler (penalties, grammars).
             var token = sampler.Sample(decoder.Handle, decoder.LastLogitsIndex);
-            sampler.Accept(token);
             if (!options.IgnoreEndOfSequence && _weights.Vocab.EOS is { } eos && token == eos)
             {
                 stop = StopReason.EndOfSequence;
@@ -359,20 +360,7 @@ public sealed class PaliGemmaModel : IDisposable
             return new GreedySamplingPipeline();
         }
 
-        // DefaultSamplingPipeline defaults to top-k 40 and min-p 0.1: turn both off so that the chain
-        // is exactly top-k (when asked), top-p, temperature, then a seeded draw.
-        return new DefaultSamplingPipeline
-        {
-            Temperature = options.Temperature,
-            TopP = options.TopP,
-            TopK = options.TopK,
-            MinP = 0,
-            TypicalP = 1,
-            RepeatPenalty = 1,
-            FrequencyPenalty = 0,
-            PresencePenalty = 0,
-            Seed = options.Seed ?? (uint)Random.Shared.Next(),
-        };
+        return new SeedOrderSamplingPipeline(options.Temperature, options.TopP, options.TopK, options.Seed ?? (uint)Random.Shared.Next());
     }
 
     public void Dispose()
