@@ -106,7 +106,8 @@ public sealed class SafetensorsFile : IDisposable
             throw new ArgumentOutOfRangeException(nameof(byteOffset), $"{tensor.Name}: bytes {byteOffset}..{byteOffset + destination.Length} out of {tensor.ByteCount}");
         }
 
-        ObjectDisposedException.ThrowIf(_view is null && tensor.ByteCount > 0, this);
+        // After Dispose the view is unmapped: reading through _data would be a segfault, not an exception.
+        ObjectDisposedException.ThrowIf(_disposed, this);
         byte* source = _data + tensor.DataOffset + byteOffset;
         new ReadOnlySpan<byte>(source, destination.Length).CopyTo(destination);
         Native.PageCache.Release(source, destination.Length);
