@@ -1,4 +1,3 @@
-
 namespace PaliGemma.Gguf.Gguf;
 
 /// <summary>

@@ -21,8 +21,9 @@ internal static class EmbeddingScaleProbe
 
         var row = new float[dimension];
         model.ReadTokenEmbedding(bos, row);
+        double tolerance = AgreementTolerance * (1 + reference.Max(Math.Abs));
         double raw = Difference(reference, DecodeRow(decoder, row));
-        if (raw <= AgreementTolerance * (1 + reference.Max(Math.Abs)))
+        if (raw <= tolerance)
         {
             // The raw row already reproduces the token: the graph scales embeddings (today's upstream).
             return new Result(true, raw, double.NaN);
@@ -30,7 +31,7 @@ internal static class EmbeddingScaleProbe
 
         float scale = MathF.Sqrt(dimension);
         double scaled = Difference(reference, DecodeRow(decoder, row.Select(v => v * scale).ToArray()));
-        if (scaled > AgreementTolerance * (1 + reference.Max(Math.Abs)))
+        if (scaled > tolerance)
         {
             // Neither known graph: picking the closer guess would run every request with wrong
             // image/text scaling, so refuse to load instead.

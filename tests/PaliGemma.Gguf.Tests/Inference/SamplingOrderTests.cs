@@ -32,7 +32,8 @@ public sealed class SamplingOrderTests(ITestOutputHelper output)
         {
             double frequency = (double)counts[token] / Draws;
             // Five standard deviations of a binomial frequency (plus one count): a correct chain
-            // fails this about once in a million runs, a wrong nucleus or temperature by far.
+            // misses it for about one seed in a million (the seed is fixed, so the run repeats),
+            // a wrong nucleus or temperature misses it by far.
             double bound = (5 * Math.Sqrt(expected[token] * (1 - expected[token]) / Draws)) + (1.0 / Draws);
             output.WriteLine($"T={temperature} p={topP} token {token}: expected {expected[token]:F4}, drawn {frequency:F4} (bound ±{bound:F4})");
             Assert.InRange(frequency, expected[token] - bound, expected[token] + bound);
