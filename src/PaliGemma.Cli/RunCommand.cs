@@ -72,9 +72,11 @@ internal static class RunCommand
                 Seed = parsed.GetValue(seed),
                 IgnoreEndOfSequence = parsed.GetValue(ignoreEos),
             };
-            // Prepare the picture before loading the model: a bad picture fails in milliseconds.
-            long imageSize = GgufFile.Open(files.MmprojPath).GetInteger("clip.vision.image_size") ?? 224;
-            var picture = ImagePreprocessor.Load(parsed.GetValue(image)!.FullName, (int)imageSize);
+            // Check both files, then prepare the picture before loading the model: a bad picture
+            // fails in milliseconds. The picture is sized from the mmproj, so that comes first.
+            int textEmbedding = ModelFileValidator.ValidateTextModel(GgufFile.Open(files.TextModelPath));
+            var (imageSize, _) = ModelFileValidator.ValidateMmproj(GgufFile.Open(files.MmprojPath), textEmbedding);
+            var picture = ImagePreprocessor.Load(parsed.GetValue(image)!.FullName, imageSize);
 
             if (!isJson)
             {

@@ -130,6 +130,36 @@ public sealed class RunCommandTests
         Assert.DoesNotContain("   at ", result.StandardError, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("paligemma", false)]
+    [InlineData("paligemma", true)]
+    [InlineData("paligemma-convert", false)]
+    public void A_bug_says_internal_error_on_one_line_with_exit_code_70_and_the_trace_only_with_verbose(string program, bool verbose)
+    {
+        // The only exception no code expects that a test can provoke on demand is an injected one:
+        // every real one found so far was fixed. Whatever it is, it must not read as bad input.
+        var files = TestModels.Converted("tiny-paligemma-224");
+        string[] arguments = program == "paligemma"
+            ? ["inspect", files.TextModelPath]
+            : [GoldenData.Model("tiny-paligemma-224").Directory, "--out-dir", TestModels.NewFolder("bug")];
+        var environment = new Dictionary<string, string> { [PaliGemma.Cli.Shared.CommandRunner.InjectInternalErrorVariable] = "1" };
+
+        var result = CliProcess.Run(program, environment, verbose ? [.. arguments, "--verbose"] : arguments);
+
+        Assert.True(result.ExitCode == 70, $"exit code {result.ExitCode}: {result.StandardError}");
+        Assert.StartsWith($"internal error (a bug in {program}, not in your input): InvalidOperationException: injected", result.ErrorLines[0], StringComparison.Ordinal);
+        Assert.Contains("report it", result.ErrorLines[0], StringComparison.Ordinal);
+        Assert.Equal("", result.StandardOutput.Trim());
+        if (verbose)
+        {
+            Assert.Contains("   at PaliGemma.Cli.Shared.CommandRunner.Run", result.StandardError, StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Single(result.ErrorLines);
+        }
+    }
+
     [Fact]
     public void Help_and_version_work_for_every_command()
     {

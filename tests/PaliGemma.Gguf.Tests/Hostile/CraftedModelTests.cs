@@ -21,6 +21,7 @@ public sealed class CraftedModelTests
         "no-image-mean",
         "position-grid-mismatch",
         "wrong-metadata-type",
+        "zero-image-size",
         "unsupported-text-architecture",
         "mmproj-as-text-model",
         "context-too-small",
@@ -55,6 +56,11 @@ public sealed class CraftedModelTests
             case "wrong-metadata-type":
                 mmproj = GgufRewriter.Rewrite(mmproj, Path.Combine(folder, "m.gguf"), metadata: (k, v) => k == "clip.vision.patch_size" ? GgufValue.Of(14) : v);
                 expected = "UInt32";
+                break;
+            case "zero-image-size":
+                // The picture is sized from this value: it must be checked before the picture is read.
+                mmproj = GgufRewriter.Rewrite(mmproj, Path.Combine(folder, "m.gguf"), metadata: (k, v) => k == "clip.vision.image_size" ? GgufValue.Of(0u) : v);
+                expected = "clip.vision.image_size = 0";
                 break;
             case "unsupported-text-architecture":
                 text = GgufRewriter.Rewrite(text, Path.Combine(folder, "t.gguf"), metadata: (k, v) => k == "general.architecture" ? GgufValue.Of("llama") : v);

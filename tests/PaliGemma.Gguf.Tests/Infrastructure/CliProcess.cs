@@ -27,9 +27,15 @@ public static class CliProcess
 
     public static Result Run(string program, params string[] arguments) => Run(program, TimeSpan.FromMinutes(3), arguments);
 
-    public static Result Run(string program, TimeSpan timeout, params string[] arguments)
+    public static Result Run(string program, IReadOnlyDictionary<string, string> environment, params string[] arguments) =>
+        Run(program, TimeSpan.FromMinutes(3), environment, arguments);
+
+    public static Result Run(string program, TimeSpan timeout, params string[] arguments) =>
+        Run(program, timeout, new Dictionary<string, string>(), arguments);
+
+    private static Result Run(string program, TimeSpan timeout, IReadOnlyDictionary<string, string> environment, string[] arguments)
     {
-        using var process = Start(program, arguments);
+        using var process = Start(program, environment, arguments);
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         if (!process.WaitForExit(timeout))
@@ -42,7 +48,9 @@ public static class CliProcess
     }
 
     /// <summary>Starts the program with redirected output; the caller owns the process.</summary>
-    public static Process Start(string program, params string[] arguments)
+    public static Process Start(string program, params string[] arguments) => Start(program, new Dictionary<string, string>(), arguments);
+
+    private static Process Start(string program, IReadOnlyDictionary<string, string> environment, string[] arguments)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -52,6 +60,11 @@ public static class CliProcess
             UseShellExecute = false,
         };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, program + ".dll"));
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
         foreach (string argument in arguments)
         {
             start.ArgumentList.Add(argument);
