@@ -4,6 +4,7 @@ using PaliGemma.Cli.Shared;
 using PaliGemma.Gguf;
 using PaliGemma.Gguf.Conversion;
 using PaliGemma.Gguf.Gguf;
+using PaliGemma.Gguf.Hub;
 using PaliGemma.Gguf.Inference;
 using PaliGemma.Gguf.Tasks;
 
@@ -17,12 +18,13 @@ internal static class RunCommand
 {
     public static Command Build()
     {
-        var model = new Option<FileInfo?>("--model", "-m") { Description = "Text model GGUF (with --mmproj)" };
+        var model = new Option<string?>("--model", "-m") { Description = "Text model GGUF (with --mmproj), or a Hugging Face Hub repository (OWNER/NAME: pulled and converted on first use)" };
         var mmproj = new Option<FileInfo?>("--mmproj") { Description = "Vision (mmproj) GGUF (with --model)" };
-        var modelPath = new Option<DirectoryInfo?>("--model-path", "--model_path")
+        var modelPath = new Option<string?>("--model-path", "--model_path")
         {
-            Description = "Folder with one text GGUF and one mmproj GGUF, or a Hugging Face checkpoint folder (converted on first use, then cached)",
+            Description = "Folder with one text GGUF and one mmproj GGUF, a Hugging Face checkpoint folder (converted on first use, then cached), or a Hub repository OWNER/NAME that is no local folder (pulled on first use)",
         };
+        var hub = HubCommandOptions.Create();
         var image = new Option<FileInfo>("--image-file-path", "--image_file_path", "--image", "-i") { Description = "The picture", Required = true };
         var prompt = new Option<string>("--prompt", "-p") { Description = "The prompt, e.g. \"caption en\", \"answer en what is this?\", \"detect cat\"", Required = true };
         var maxTokens = new Option<int>("--max-tokens-to-generate", "--max_tokens_to_generate", "-n") { Description = "Most tokens to generate", DefaultValueFactory = _ => 100 };
@@ -47,13 +49,14 @@ internal static class RunCommand
         {
             model, mmproj, modelPath, image, prompt, maxTokens, temperature, topP, topK, doSample, seed, threads,
             onlyCpu, gpuLayers, exact, mmap, outType, mmprojType, ignoreEos, annotate, json, verbose,
+            hub.Revision, hub.Token, hub.CacheDir,
         };
 
         command.SetAction(parsed => CommandRunner.Run(parsed.GetValue(verbose), cancellationToken =>
         {
             bool isJson = parsed.GetValue(json);
             bool isVerbose = parsed.GetValue(verbose);
-            var files = ResolveModel(parsed.GetValue(model), parsed.GetValue(mmproj), parsed.GetValue(modelPath), parsed.GetValue(outType)!, parsed.GetValue(mmprojType)!, cancellationToken);
+            var files = ResolveModel(parsed, hub, parsed.GetValue(model), parsed.GetValue(mmproj), parsed.GetValue(modelPath), parsed.GetValue(outType)!, parsed.GetValue(mmprojType)!, cancellationToken);
             ModelOptions modelOptions = new()
             {
                 Threads = parsed.GetValue(threads),
@@ -123,8 +126,20 @@ internal static class RunCommand
         return command;
     }
 
-    private static ModelFiles ResolveModel(FileInfo? model, FileInfo? mmproj, DirectoryInfo? modelPath, string outType, string mmprojType, CancellationToken cancellationToken)
+    private static ModelFiles ResolveModel(ParseResult parsed, HubCommandOptions hub, string? model, FileInfo? mmproj, string? modelPath, string outType, string mmprojType, CancellationToken cancellationToken)
     {
+        // A Hub name where a path is expected, naming no local file or folder: pull it.
+        string? hubReference = HubRepositoryName.IsHubReference(modelPath) ? modelPath : HubRepositoryName.IsHubReference(model) && mmproj is null && modelPath is null ? model : null;
+        if (hubReference is not null)
+        {
+            if (mmproj is not null || (model is not null && modelPath is not null))
+            {
+                throw new PaliGemmaException("a Hub repository stands for both files: pass it alone, without --mmproj");
+            }
+
+            return HubCommandOptions.Resolve(HubRepositoryName.TryParse(hubReference)!, parsed, hub, outType, mmprojType, alwaysAskHub: false, cancellationToken);
+        }
+
         if (modelPath is not null)
         {
             if (model is not null || mmproj is not null)
@@ -134,7 +149,7 @@ internal static class RunCommand
 
             var progress = ConsoleProgress.ForStandardError();
             var files = ModelLocator.Resolve(
-                modelPath.FullName,
+                Path.GetFullPath(modelPath),
                 OutputType.Parse(outType, OutputType.TextTypes, "--outtype"),
                 OutputType.Parse(mmprojType, OutputType.MmprojTypes, "--mmproj-type"),
                 progress,
@@ -148,7 +163,7 @@ internal static class RunCommand
             throw new PaliGemmaException("no model: pass --model-path FOLDER, or --model TEXT.gguf with --mmproj MMPROJ.gguf");
         }
 
-        return new ModelFiles(model.FullName, mmproj.FullName, false);
+        return new ModelFiles(Path.GetFullPath(model), mmproj.FullName, false);
     }
 
     private static void WriteJson(GenerationResult result, IReadOnlyList<DetectedObject> objects, PaliGemmaModel model)

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using PaliGemma.Gguf.Conversion;
 using PaliGemma.Gguf.Gguf;
+using PaliGemma.Gguf.Hub;
 
 namespace PaliGemma.Gguf;
 
@@ -16,7 +17,32 @@ public static class ModelLocator
 {
     public const string CacheFolderName = "gguf";
 
-    public static ModelFiles Resolve(string path, OutputType textType, OutputType mmprojType, IProgress<ConversionProgress>? progress = null, CancellationToken cancellationToken = default)
+    public static ModelFiles Resolve(string path, OutputType textType, OutputType mmprojType, IProgress<ConversionProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        Resolve(path, textType, mmprojType, null, progress, cancellationToken);
+
+    /// <summary>
+    /// A Hub repository's GGUF files: the snapshot a previous pull completed (no request at all),
+    /// else pulled now (<paramref name="alwaysAskHub"/> asks the Hub for the revision's commit even
+    /// when a snapshot is cached, and fetches only what that commit adds), then converted on first
+    /// use like a checkpoint folder.
+    /// </summary>
+    public static async Task<ModelFiles> ResolveHubAsync(
+        HubRepositoryName repository,
+        string revision,
+        HubOptions hubOptions,
+        OutputType textType,
+        OutputType mmprojType,
+        bool alwaysAskHub = false,
+        IProgress<DownloadProgress>? downloadProgress = null,
+        IProgress<ConversionProgress>? conversionProgress = null,
+        CancellationToken cancellationToken = default)
+    {
+        var snapshot = alwaysAskHub ? null : HubPuller.FindCached(repository, revision, hubOptions.CacheDirectory);
+        snapshot ??= await HubPuller.PullAsync(repository, revision, hubOptions, downloadProgress, cancellationToken).ConfigureAwait(false);
+        return Resolve(snapshot.Directory, textType, mmprojType, repository.Name, conversionProgress, cancellationToken);
+    }
+
+    private static ModelFiles Resolve(string path, OutputType textType, OutputType mmprojType, string? name, IProgress<ConversionProgress>? progress, CancellationToken cancellationToken)
     {
         if (File.Exists(path))
         {
@@ -39,7 +65,7 @@ public static class ModelLocator
             throw PaliGemmaException.InFile(path, "neither GGUF files nor a Hugging Face checkpoint (config.json) in this folder");
         }
 
-        string name = Path.GetFileName(Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar));
+        name ??= Path.GetFileName(Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar));
         string cache = CacheFolder(path);
         string text = Path.Combine(cache, $"{name}.{textType.Name}.gguf");
         string mmproj = Path.Combine(cache, $"{name}.mmproj.{mmprojType.Name}.gguf");

@@ -1,0 +1,76 @@
+using System.Diagnostics;
+using PaliGemma.Gguf.Hub;
+
+namespace PaliGemma.Cli.Shared;
+
+/// <summary>
+/// Shows download progress on stderr: a rewritten bar on a terminal, a line every few seconds
+/// otherwise, and one summary line per finished file.
+/// </summary>
+public sealed class ConsoleDownloadProgress : IProgress<DownloadProgress>
+{
+    private const int BarWidth = 24;
+    private readonly TextWriter _output;
+    private readonly bool _interactive;
+    private readonly Stopwatch _sinceLastLine = Stopwatch.StartNew();
+    private DownloadProgress? _last;
+
+    public ConsoleDownloadProgress(TextWriter output, bool interactive)
+    {
+        _output = output;
+        _interactive = interactive;
+    }
+
+    public static ConsoleDownloadProgress ForStandardError() => new(Console.Error, !Console.IsErrorRedirected);
+
+    public void Report(DownloadProgress value)
+    {
+        if (_last is not null && _last.FileName != value.FileName)
+        {
+            Complete();
+        }
+
+        if (_last is null)
+        {
+            string resumed = value.ResumedFrom > 0 ? $", resuming at {ConsoleProgress.Bytes(value.ResumedFrom)}" : "";
+            _output.WriteLine($"downloading [{value.FileIndex + 1}/{value.FileCount}] {value.FileName} ({ConsoleProgress.Bytes(value.TotalBytes)}{resumed})");
+        }
+
+        _last = value;
+        if (_interactive && (_sinceLastLine.ElapsedMilliseconds >= 100 || value.BytesDone == value.TotalBytes))
+        {
+            _output.Write($"\r{Describe(value),-100}");
+            _sinceLastLine.Restart();
+        }
+        else if (!_interactive && _sinceLastLine.ElapsedMilliseconds >= 5000)
+        {
+            _output.WriteLine(Describe(value));
+            _sinceLastLine.Restart();
+        }
+    }
+
+    /// <summary>Ends the current file's bar with its summary.</summary>
+    public void Complete()
+    {
+        if (_last is null)
+        {
+            return;
+        }
+
+        if (_interactive)
+        {
+            _output.Write("\r" + new string(' ', 100) + "\r");
+        }
+
+        _output.WriteLine($"  {ConsoleProgress.Bytes(_last.BytesDone)} in {_last.Elapsed.TotalSeconds:F1} s ({ConsoleProgress.Bytes((long)_last.BytesPerSecond)}/s), checksum verified");
+        _last = null;
+    }
+
+    private static string Describe(DownloadProgress p)
+    {
+        double fraction = p.TotalBytes > 0 ? Math.Clamp((double)p.BytesDone / p.TotalBytes, 0, 1) : 0;
+        int filled = (int)(fraction * BarWidth);
+        string bar = new string('#', filled) + new string('.', BarWidth - filled);
+        return $"  [{bar}] {fraction * 100,3:F0}% {ConsoleProgress.Bytes(p.BytesDone)} / {ConsoleProgress.Bytes(p.TotalBytes)} {ConsoleProgress.Bytes((long)p.BytesPerSecond)}/s";
+    }
+}
