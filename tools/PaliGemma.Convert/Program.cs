@@ -28,11 +28,12 @@ public static class Program
         };
         var name = new Option<string?>("--name") { Description = "Base name of the output files [default: the checkpoint folder's name]" };
         var force = new Option<bool>("--force", "-f") { Description = "Overwrite existing output files" };
+        var lora = new Option<DirectoryInfo?>("--lora") { Description = "PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) to merge into the weights" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Show native logs and stack traces" };
 
         var command = new RootCommand("Convert a Hugging Face PaliGemma checkpoint into a GGUF text model and a GGUF mmproj (vision) file.")
         {
-            checkpoint, outDir, outType, mmprojType, name, force, verbose,
+            checkpoint, outDir, outType, mmprojType, name, force, lora, verbose,
         };
         command.SetAction(parsed => CommandRunner.Run(parsed.GetValue(verbose), cancellationToken =>
         {
@@ -43,6 +44,8 @@ public static class Program
                 MmprojType = OutputType.Parse(parsed.GetValue(mmprojType)!, OutputType.MmprojTypes, "--mmproj-type"),
                 Name = parsed.GetValue(name),
                 Overwrite = parsed.GetValue(force),
+                LoraAdapterDirectory = parsed.GetValue(lora)?.FullName,
+                Warning = message => Console.Error.WriteLine($"warning: {message}"),
             };
             var progress = ConsoleProgress.ForStandardError();
             var result = CheckpointConverter.Convert(parsed.GetValue(checkpoint)!.FullName, options, progress, cancellationToken);

@@ -13,6 +13,8 @@ public sealed class Checkpoint : IDisposable
 
     private readonly List<SafetensorsFile> _files;
     private readonly Dictionary<string, (SafetensorsFile File, SafetensorsTensor Tensor)> _byCanonicalName;
+    private readonly Dictionary<string, LowRankDelta> _deltas = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _deltasRead = new(StringComparer.Ordinal);
 
     private Checkpoint(string directory, PaliGemmaConfig config, List<SafetensorsFile> files, Dictionary<string, (SafetensorsFile, SafetensorsTensor)> byCanonicalName)
     {
@@ -85,8 +87,41 @@ public sealed class Checkpoint : IDisposable
             throw PaliGemmaException.InFile(Directory, $"tensor '{canonicalName}' is missing from the checkpoint (needed by the {Config.Text.ModelType} architecture)");
         }
 
+        if (_deltas.TryGetValue(canonicalName, out var delta))
+        {
+            _deltasRead.Add(canonicalName);
+            return new CheckpointTensor(entry.File, entry.Tensor, delta);
+        }
+
         return new CheckpointTensor(entry.File, entry.Tensor);
     }
+
+    /// <summary>
+    /// Merges <paramref name="adapter"/> into every read of the weights it adapts. Each adapted
+    /// weight must exist with the shape the adapter's factors imply: an adapter trained on another
+    /// base is refused here rather than producing a model that quietly computes something else.
+    /// </summary>
+    public void ApplyAdapter(LoraAdapter adapter)
+    {
+        foreach (var (canonical, delta) in adapter.Deltas)
+        {
+            if (!_byCanonicalName.TryGetValue(canonical, out var entry))
+            {
+                throw PaliGemmaException.InFile(adapter.Directory, $"adapts '{TensorNames.ForMessage(delta.Module)}', which the base checkpoint has no weight for (another architecture?)");
+            }
+
+            var shape = entry.Tensor.Shape;
+            if (shape.Length != 2 || shape[0] != delta.Outputs || shape[1] != delta.Inputs)
+            {
+                throw PaliGemmaException.InFile(adapter.Directory, $"'{TensorNames.ForMessage(delta.Module)}': the adapter's update is [{delta.Outputs}, {delta.Inputs}] but the base weight is {entry.Tensor.ShapeText} (an adapter for another base model)");
+            }
+
+            _deltas[canonical] = delta;
+        }
+    }
+
+    /// <summary>Adapted weights nothing has read: after planning a conversion, modules the output does not contain.</summary>
+    public IEnumerable<LowRankDelta> UnreadDeltas => _deltas.Where(d => !_deltasRead.Contains(d.Key)).Select(d => d.Value);
 
     private static IEnumerable<(SafetensorsFile File, List<string>? ExpectedTensors)> OpenWeightFiles(string directory)
     {

@@ -7,10 +7,11 @@ namespace PaliGemma.Gguf.Checkpoints;
 /// <summary>A floating-point tensor of a checkpoint, read row by row as F32.</summary>
 public sealed class CheckpointTensor
 {
-    internal CheckpointTensor(SafetensorsFile file, SafetensorsTensor tensor)
+    internal CheckpointTensor(SafetensorsFile file, SafetensorsTensor tensor, LowRankDelta? delta = null)
     {
         File = file;
         Info = tensor;
+        Delta = delta;
     }
 
     public SafetensorsFile File { get; }
@@ -19,8 +20,17 @@ public sealed class CheckpointTensor
 
     public long[] Shape => Info.Shape;
 
-    /// <summary>Converts rows [<paramref name="firstRow"/>, + destination.Length / RowLength) to F32.</summary>
+    /// <summary>A LoRA update merged into every read (null: the weight as stored).</summary>
+    public LowRankDelta? Delta { get; }
+
+    /// <summary>Converts rows [<paramref name="firstRow"/>, + destination.Length / RowLength) to F32, with <see cref="Delta"/> added.</summary>
     public void ReadRows(long firstRow, Span<float> destination)
+    {
+        ReadStoredRows(firstRow, destination);
+        Delta?.AddTo(firstRow, destination);
+    }
+
+    private void ReadStoredRows(long firstRow, Span<float> destination)
     {
         if (!Info.DType.IsFloatingPoint())
         {

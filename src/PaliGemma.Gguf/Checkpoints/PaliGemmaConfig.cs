@@ -8,6 +8,9 @@ namespace PaliGemma.Gguf.Checkpoints;
 /// </summary>
 public sealed record PaliGemmaConfig(TextConfig Text, VisionConfig Vision, int ProjectionDim, int ImageTokenId, int VocabSize)
 {
+    /// <summary><c>_name_or_path</c>, where transformers wrote what the checkpoint was saved from.</summary>
+    public string? NameOrPath { get; init; }
+
     public static PaliGemmaConfig Load(string path)
     {
         if (!File.Exists(path))
@@ -62,7 +65,7 @@ public sealed record PaliGemmaConfig(TextConfig Text, VisionConfig Vision, int P
         int vocabSize = textElement.Int("vocab_size") ?? root.Int("vocab_size") ?? 257216;
         int imageTokenId = root.Int("image_token_index") ?? root.Int("image_token_id") ?? 257152;
 
-        var config = new PaliGemmaConfig(text with { VocabSize = vocabSize }, vision, projectionDim, imageTokenId, vocabSize);
+        var config = new PaliGemmaConfig(text with { VocabSize = vocabSize }, vision, projectionDim, imageTokenId, vocabSize) { NameOrPath = root.String("_name_or_path") };
         config.Validate(path);
         return config;
     }

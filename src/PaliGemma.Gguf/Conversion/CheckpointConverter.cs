@@ -15,11 +15,17 @@ public sealed record ConversionOptions
     /// <summary>Type of the mmproj's weights. Default: F16.</summary>
     public OutputType MmprojType { get; init; } = OutputType.F16;
 
-    /// <summary>Base name of the files and <c>general.name</c>. Default: the checkpoint folder's name.</summary>
+    /// <summary>Base name of the files and <c>general.name</c>. Default: the checkpoint folder's name (with an adapter: CHECKPOINT-ADAPTER).</summary>
     public string? Name { get; init; }
 
     /// <summary>Replace existing output files. Default: false (refuse).</summary>
     public bool Overwrite { get; init; }
+
+    /// <summary>A PEFT LoRA adapter folder to merge into the weights while converting. Default: none.</summary>
+    public string? LoraAdapterDirectory { get; init; }
+
+    /// <summary>Receives warnings (an adapter whose declared base differs from the checkpoint). Default: none.</summary>
+    public Action<string>? Warning { get; init; }
 }
 
 /// <summary>The two files a conversion wrote.</summary>
@@ -31,7 +37,9 @@ public static class CheckpointConverter
     public static ConversionResult Convert(string checkpointDirectory, ConversionOptions options, IProgress<ConversionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         string directory = Path.GetFullPath(checkpointDirectory);
-        string name = options.Name ?? Path.GetFileName(directory.TrimEnd(Path.DirectorySeparatorChar));
+        // A merged adapter gets its own default name, so that it does not replace the base's GGUFs.
+        string name = options.Name ?? Path.GetFileName(directory.TrimEnd(Path.DirectorySeparatorChar))
+            + (options.LoraAdapterDirectory is { } lora ? "-" + Path.GetFileName(Path.GetFullPath(lora).TrimEnd(Path.DirectorySeparatorChar)) : "");
         string outputDirectory = Path.GetFullPath(options.OutputDirectory ?? directory);
         var result = new ConversionResult(
             Path.Combine(outputDirectory, $"{name}.{options.TextType.Name}.gguf"),
@@ -46,12 +54,24 @@ public static class CheckpointConverter
         }
 
         using var checkpoint = Checkpoint.Open(directory);
+        if (options.LoraAdapterDirectory is { } adapterDirectory)
+        {
+            var adapter = LoraAdapter.Load(adapterDirectory);
+            WarnIfAnotherBase(adapter, checkpoint, options.Warning);
+            checkpoint.ApplyAdapter(adapter);
+        }
+
         var vocabulary = TokenizerLoader.Load(directory);
         var normalization = ImageNormalization.Load(directory);
 
         // Plan both files before writing either, so that a missing tensor fails before any output.
         var text = TextModelConverter.Plan(checkpoint, vocabulary, options.TextType, name);
         var mmproj = MmprojConverter.Plan(checkpoint, normalization, options.MmprojType, name);
+        if (checkpoint.UnreadDeltas.FirstOrDefault() is { } unread)
+        {
+            // e.g. lm_head, which PaliGemma ties to the embedding: merging it would change nothing written.
+            throw PaliGemmaException.InFile(options.LoraAdapterDirectory!, $"adapts '{TensorNames.ForMessage(unread.Module)}', which the GGUF files do not contain: it cannot be merged");
+        }
 
         GgufFileWriter.Write(result.TextModelPath, text.Metadata, text.Tensors, options.Overwrite, progress, cancellationToken);
         try
@@ -66,5 +86,25 @@ public static class CheckpointConverter
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// An adapter names its base (<c>base_model_name_or_path</c>); a checkpoint folder seldom says
+    /// what it is, so a differing name is only a warning: shapes decide (<see cref="Checkpoint.ApplyAdapter"/>).
+    /// </summary>
+    private static void WarnIfAnotherBase(LoraAdapter adapter, Checkpoint checkpoint, Action<string>? warning)
+    {
+        if (warning is null || string.IsNullOrEmpty(adapter.BaseModel))
+        {
+            return;
+        }
+
+        string declared = adapter.BaseModel.TrimEnd('/').Split('/')[^1];
+        string folder = Path.GetFileName(checkpoint.Directory.TrimEnd(Path.DirectorySeparatorChar));
+        string? nameOrPath = checkpoint.Config.NameOrPath?.TrimEnd('/').Split('/')[^1];
+        if (!string.Equals(declared, folder, StringComparison.OrdinalIgnoreCase) && !string.Equals(declared, nameOrPath, StringComparison.OrdinalIgnoreCase))
+        {
+            warning($"the adapter was trained on '{TensorNames.ForMessage(adapter.BaseModel)}' and the checkpoint is '{folder}'; merging anyway (the shapes match)");
+        }
     }
 }
