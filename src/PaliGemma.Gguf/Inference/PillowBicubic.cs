@@ -19,18 +19,33 @@ internal static class PillowBicubic
     /// weights: Pillow's, or torchvision's port of the same algorithm.
     /// </summary>
     /// <param name="rgb">width * height * 3 bytes, row-major, interleaved.</param>
-    internal static byte[] Resize(ReadOnlySpan<byte> rgb, int width, int height, int outWidth, int outHeight, BicubicVariant variant = BicubicVariant.Pillow)
+    internal static byte[] Resize(ReadOnlySpan<byte> rgb, int width, int height, int outWidth, int outHeight, BicubicVariant variant = BicubicVariant.Pillow) =>
+        Resize(rgb, width, height, outWidth, outHeight, RgbChannels, variant);
+
+    /// <summary>
+    /// The same resampler for an 8-bit single-channel ("L") image, as Pillow runs it on one: big_vision's demo
+    /// resizes the 8-bit segmentation mask into the object's box this way.
+    /// </summary>
+    /// <param name="grey">width * height bytes, row-major.</param>
+    internal static byte[] ResizeGrey(ReadOnlySpan<byte> grey, int width, int height, int outWidth, int outHeight) =>
+        Resize(grey, width, height, outWidth, outHeight, 1, BicubicVariant.Pillow);
+
+    private const int RgbChannels = 3;
+
+    private static byte[] Resize(ReadOnlySpan<byte> pixels, int width, int height, int outWidth, int outHeight, int channels, BicubicVariant variant)
     {
-        if (rgb.Length != (long)width * height * 3)
+        if (pixels.Length != (long)width * height * channels)
         {
-            throw new ArgumentException($"Expected {width} x {height} x 3 bytes, got {rgb.Length}.", nameof(rgb));
+            throw new ArgumentException($"Expected {width} x {height} x {channels} bytes, got {pixels.Length}.", nameof(pixels));
         }
 
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(outWidth);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(outHeight);
         bool needHorizontal = outWidth != width;
         bool needVertical = outHeight != height;
         if (!needHorizontal && !needVertical)
         {
-            return rgb.ToArray();
+            return pixels.ToArray();
         }
 
         var vertical = Coefficients.Compute(height, outHeight, variant);
@@ -38,13 +53,21 @@ internal static class PillowBicubic
         // Pillow resamples horizontally only the source rows the vertical pass will read.
         int firstRow = vertical.Bounds[0];
         int lastRow = vertical.Bounds[2 * (outHeight - 1)] + vertical.Bounds[2 * (outHeight - 1) + 1];
-        ReadOnlySpan<byte> source = rgb;
+        ReadOnlySpan<byte> source = pixels;
         int sourceRowOffset = 0;
         if (needHorizontal)
         {
             var horizontal = Coefficients.Compute(width, outWidth, variant);
-            var intermediate = new byte[(long)outWidth * (lastRow - firstRow) * 3];
-            ResampleHorizontal(rgb, width, firstRow, lastRow - firstRow, horizontal, intermediate);
+            var intermediate = new byte[(long)outWidth * (lastRow - firstRow) * channels];
+            if (channels == RgbChannels)
+            {
+                ResampleHorizontal(pixels, width, firstRow, lastRow - firstRow, horizontal, intermediate);
+            }
+            else
+            {
+                ResampleHorizontalGrey(pixels, width, firstRow, lastRow - firstRow, horizontal, intermediate);
+            }
+
             if (!needVertical)
             {
                 return intermediate;
@@ -54,9 +77,34 @@ internal static class PillowBicubic
             sourceRowOffset = firstRow;
         }
 
-        var output = new byte[(long)outWidth * outHeight * 3];
-        ResampleVertical(source, outWidth, sourceRowOffset, vertical, output);
+        var output = new byte[(long)outWidth * outHeight * channels];
+        ResampleVertical(source, outWidth * channels, sourceRowOffset, vertical, output);
         return output;
+    }
+
+    private static void ResampleHorizontalGrey(ReadOnlySpan<byte> source, int width, int firstRow, int rows, Coefficients coefficients, Span<byte> destination)
+    {
+        int outWidth = coefficients.Bounds.Length / 2;
+        int half = 1 << (coefficients.Precision - 1);
+        for (int y = 0; y < rows; y++)
+        {
+            ReadOnlySpan<byte> sourceRow = source.Slice((firstRow + y) * width, width);
+            Span<byte> destinationRow = destination.Slice(y * outWidth, outWidth);
+            for (int xx = 0; xx < outWidth; xx++)
+            {
+                int min = coefficients.Bounds[2 * xx];
+                int count = coefficients.Bounds[2 * xx + 1];
+                ReadOnlySpan<int> k = coefficients.Weights.AsSpan(xx * coefficients.KernelSize, count);
+                ReadOnlySpan<byte> r = sourceRow.Slice(min, count);
+                int sum = half;
+                for (int i = 0; i < k.Length; i++)
+                {
+                    sum += r[i] * k[i];
+                }
+
+                destinationRow[xx] = Clip8(sum, coefficients.Precision);
+            }
+        }
     }
 
     private static void ResampleHorizontal(ReadOnlySpan<byte> source, int width, int firstRow, int rows, Coefficients coefficients, Span<byte> destination)
@@ -95,9 +143,8 @@ internal static class PillowBicubic
         }
     }
 
-    private static void ResampleVertical(ReadOnlySpan<byte> source, int width, int sourceRowOffset, Coefficients coefficients, Span<byte> destination)
+    private static void ResampleVertical(ReadOnlySpan<byte> source, int stride, int sourceRowOffset, Coefficients coefficients, Span<byte> destination)
     {
-        int stride = width * 3;
         int outHeight = coefficients.Bounds.Length / 2;
         // Pillow sums the taps of each pixel in ascending row order; summing whole rows in that same order gives the
         // same integers while reading memory sequentially.

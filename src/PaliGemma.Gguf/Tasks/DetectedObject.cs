@@ -12,4 +12,11 @@ namespace PaliGemma.Gguf.Tasks;
 /// False when the box is empty once in pixels (x2 &lt;= x1 or y2 &lt;= y1): the model wrote the corners in the
 /// wrong order, or the picture is too small for the bins to land on different pixels. Such boxes are not drawn.
 /// </param>
-public sealed record DetectedObject(string Label, PixelBox Box, int[] Bins, int[]? SegmentCodes, bool IsValid);
+public sealed record DetectedObject(string Label, PixelBox Box, int[] Bins, int[]? SegmentCodes, bool IsValid)
+{
+    /// <summary>
+    /// The object's mask, once a <see cref="Segmentation.MaskDecoder"/> has decoded <see cref="SegmentCodes"/>
+    /// (see <see cref="Segmentation.MaskDecoder.AddMasks"/>); null for a detection, an invalid box, or before decoding.
+    /// </summary>
+    public Segmentation.ObjectMask? Mask { get; init; }
+}
