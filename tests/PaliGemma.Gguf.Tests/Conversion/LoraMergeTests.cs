@@ -99,6 +99,28 @@ public sealed class LoraMergeTests(ITestOutputHelper output)
         Assert.True(toBase > 0.1, $"the adapter changed the logits by only {toBase}");
     }
 
+    [Fact]
+    public void Adapters_saved_with_either_transformers_naming_merge_alike()
+    {
+        // transformers 4.52 and later name the modules model.language_model.*, model.vision_tower.*,
+        // model.multi_modal_projector.*; adapters trained there must merge into checkpoints saved before.
+        var modules = LoraAdapterWriter.RandomFactors(BaseDirectory, Targets.Select(t => t.Module), Rank);
+        var renamed = modules.Select(m => m with
+        {
+            Name = m.Name.Replace("language_model.model.", "model.language_model.", StringComparison.Ordinal)
+                .Replace("vision_tower.", "model.vision_tower.", StringComparison.Ordinal)
+                .Replace("multi_modal_projector.", "model.multi_modal_projector.", StringComparison.Ordinal),
+        }).ToList();
+        Assert.All(renamed, m => Assert.StartsWith("model.", m.Name, StringComparison.Ordinal));
+
+        var options = new ConversionOptions { TextType = OutputType.F32, MmprojType = OutputType.F32, Name = "same" };
+        var old = CheckpointConverter.Convert(BaseDirectory, options with { OutputDirectory = TestModels.NewFolder("lora-old"), LoraAdapterDirectory = LoraAdapterWriter.Write(TestModels.NewFolder("lora"), modules, Rank, Alpha) });
+        var current = CheckpointConverter.Convert(BaseDirectory, options with { OutputDirectory = TestModels.NewFolder("lora-new"), LoraAdapterDirectory = LoraAdapterWriter.Write(TestModels.NewFolder("lora"), renamed, Rank, Alpha) });
+
+        Assert.Equal(File.ReadAllBytes(old.TextModelPath), File.ReadAllBytes(current.TextModelPath));
+        Assert.Equal(File.ReadAllBytes(old.MmprojPath), File.ReadAllBytes(current.MmprojPath));
+    }
+
     public static TheoryData<string> Refusals =>
     [
         "dora", "bias", "modules_to_save", "untargeted", "unknown-module", "shape", "magnitude-vector", "embedding", "rank", "half-pair",
