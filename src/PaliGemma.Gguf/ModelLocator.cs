@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using PaliGemma.Gguf.Checkpoints;
 using PaliGemma.Gguf.Conversion;
 using PaliGemma.Gguf.Gguf;
 using PaliGemma.Gguf.Hub;
@@ -39,7 +40,41 @@ public static class ModelLocator
     {
         var snapshot = alwaysAskHub ? null : HubPuller.FindCached(repository, revision, hubOptions.CacheDirectory);
         snapshot ??= await HubPuller.PullAsync(repository, revision, hubOptions, downloadProgress, cancellationToken).ConfigureAwait(false);
-        return Resolve(snapshot.Directory, textType, mmprojType, repository.Name, conversionProgress, cancellationToken);
+        if (!snapshot.IsLoraAdapter)
+        {
+            return Resolve(snapshot.Directory, textType, mmprojType, repository.Name, conversionProgress, cancellationToken);
+        }
+
+        // A LoRA adapter repository: its base comes from the Hub too (base_model_name_or_path, main),
+        // and the merged GGUFs are kept with the adapter.
+        var adapter = LoraAdapter.Load(snapshot.Directory);
+        var baseName = HubRepositoryName.TryParse(adapter.BaseModel)
+            ?? throw PaliGemmaException.InFile(Path.Combine(snapshot.Directory, LoraAdapter.ConfigFileName), $"base_model_name_or_path '{TensorNames.ForMessage(adapter.BaseModel ?? "")}' is not a Hub repository: convert it with paligemma-convert BASE_DIR --lora ADAPTER_DIR");
+        var baseSnapshot = alwaysAskHub ? null : HubPuller.FindCached(baseName, "main", hubOptions.CacheDirectory);
+        baseSnapshot ??= await HubPuller.PullAsync(baseName, "main", hubOptions, downloadProgress, cancellationToken).ConfigureAwait(false);
+        if (baseSnapshot.IsLoraAdapter)
+        {
+            throw new PaliGemmaException($"{repository}: its base {baseName} is itself an adapter; stacked adapters are not merged");
+        }
+
+        string cache = Path.Combine(snapshot.Directory, CacheFolderName);
+        string text = Path.Combine(cache, $"{repository.Name}.{textType.Name}.gguf");
+        string mmproj = Path.Combine(cache, $"{repository.Name}.mmproj.{mmprojType.Name}.gguf");
+        if (IsFresh(text, snapshot.Directory) && IsFresh(mmproj, snapshot.Directory) && IsFresh(text, baseSnapshot.Directory) && IsFresh(mmproj, baseSnapshot.Directory))
+        {
+            return new ModelFiles(text, mmproj, false);
+        }
+
+        var result = CheckpointConverter.Convert(baseSnapshot.Directory, new ConversionOptions
+        {
+            OutputDirectory = cache,
+            Name = repository.Name,
+            TextType = textType,
+            MmprojType = mmprojType,
+            Overwrite = true,
+            LoraAdapterDirectory = snapshot.Directory,
+        }, conversionProgress, cancellationToken);
+        return new ModelFiles(result.TextModelPath, result.MmprojPath, true);
     }
 
     private static ModelFiles Resolve(string path, OutputType textType, OutputType mmprojType, string? name, IProgress<ConversionProgress>? progress, CancellationToken cancellationToken)

@@ -4,7 +4,11 @@ using PaliGemma.Gguf.Checkpoints;
 namespace PaliGemma.Gguf.Hub;
 
 /// <summary>A repository's files at one commit, verified, in the cache.</summary>
-public sealed record HubSnapshot(HubRepositoryName Repository, string Commit, string Directory);
+public sealed record HubSnapshot(HubRepositoryName Repository, string Commit, string Directory)
+{
+    /// <summary>A PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) rather than a checkpoint.</summary>
+    public bool IsLoraAdapter => File.Exists(System.IO.Path.Combine(Directory, LoraAdapter.ConfigFileName)) && !File.Exists(System.IO.Path.Combine(Directory, "config.json"));
+}
 
 /// <summary>
 /// Fetches what conversion needs from a Hub repository into the cache (<see cref="HubCache"/>):
@@ -43,12 +47,10 @@ public static class HubPuller
         using var client = new HubClient(options);
         var info = await client.GetModelInfoAsync(repository, revision, cancellationToken).ConfigureAwait(false);
         var byPath = info.Files.ToDictionary(f => f.Path, StringComparer.Ordinal);
-        if (!byPath.ContainsKey("config.json"))
+        bool isAdapter = !byPath.ContainsKey("config.json") && byPath.ContainsKey(LoraAdapter.ConfigFileName);
+        if (!byPath.ContainsKey("config.json") && !isAdapter)
         {
-            string hint = byPath.ContainsKey("adapter_config.json")
-                ? $"it is a LoRA adapter: pull its base model, download the adapter, and convert with paligemma-convert BASE_DIR --lora ADAPTER_DIR"
-                : "it is not a Hugging Face transformers checkpoint";
-            throw new PaliGemmaException($"{repository}: no config.json at {info.Commit[..12]}; {hint}");
+            throw new PaliGemmaException($"{repository}: no config.json at {info.Commit[..12]}: not a Hugging Face transformers checkpoint (nor a PEFT adapter)");
         }
 
         string snapshot = HubCache.SnapshotFolder(options.CacheDirectory, repository, info.Commit);
@@ -56,7 +58,7 @@ public static class HubPuller
         Directory.CreateDirectory(snapshot);
         Directory.CreateDirectory(downloads);
 
-        var small = SmallFiles.Where(byPath.ContainsKey).Select(n => byPath[n]).ToList();
+        var small = (isAdapter ? [LoraAdapter.ConfigFileName] : SmallFiles).Where(byPath.ContainsKey).Select(n => byPath[n]).ToList();
         int fileCount = small.Count;
         int index = 0;
         foreach (var file in small)
@@ -69,7 +71,9 @@ public static class HubPuller
             }
         }
 
-        var weights = WeightFiles(repository, byPath, snapshot);
+        var weights = isAdapter
+            ? [byPath.TryGetValue(LoraAdapter.WeightsFileName, out var adapterWeights) ? adapterWeights : throw new PaliGemmaException($"{repository}: a PEFT adapter without {LoraAdapter.WeightsFileName} (only safetensors adapters merge)")]
+            : WeightFiles(repository, byPath, snapshot);
         fileCount += weights.Count;
         foreach (var file in weights)
         {

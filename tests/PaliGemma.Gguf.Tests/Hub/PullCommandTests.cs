@@ -1,3 +1,4 @@
+using PaliGemma.Gguf.Conversion;
 using PaliGemma.Gguf.Tests.Infrastructure;
 using Xunit;
 
@@ -69,5 +70,32 @@ public sealed class PullCommandTests : IAsyncLifetime
         Assert.Equal(["gated-tiny.q8_0.gguf", "gated-tiny.mmproj.q8_0.gguf"], paths.Select(Path.GetFileName));
         Assert.All(paths, p => Assert.StartsWith(Path.Combine(cache, "hub", "models--google--gated-tiny", "snapshots"), p, StringComparison.Ordinal));
         Assert.All(paths, p => Assert.True(File.Exists(p)));
+    }
+
+    [Fact]
+    public void A_lora_adapter_repository_pulls_its_base_and_merges_like_paligemma_convert_lora()
+    {
+        string baseFolder = GoldenData.Model("tiny-paligemma-224").Directory;
+        var modules = LoraAdapterWriter.RandomFactors(baseFolder, ["language_model.model.layers.0.self_attn.q_proj", "multi_modal_projector.linear"], 4);
+        string adapter = LoraAdapterWriter.Write(TestModels.NewFolder("hub-lora"), modules, 4, 8);
+        _hub.AddRepository("google/tiny-paligemma-224", baseFolder);
+        _hub.AddRepository("someone/tiny-lora", adapter);
+        string cache = TestModels.NewFolder("cli-hub-lora");
+
+        var pulled = CliProcess.Run("paligemma", Environment(cache), "pull", "someone/tiny-lora", "--outtype", "f32", "--mmproj-type", "f32");
+        Assert.True(pulled.ExitCode == 0, pulled.StandardError);
+        string[] paths = pulled.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Contains(_hub.Requests, r => r.Path.EndsWith("/adapter_model.safetensors", StringComparison.Ordinal));
+        Assert.Contains(_hub.Requests, r => r.Path.EndsWith("/model-00001-of-00002.safetensors", StringComparison.Ordinal));
+
+        var expected = CheckpointConverter.Convert(baseFolder, new ConversionOptions { OutputDirectory = TestModels.NewFolder("hub-lora-expected"), Name = "tiny-lora", TextType = OutputType.F32, MmprojType = OutputType.F32, LoraAdapterDirectory = adapter });
+        Assert.Equal(File.ReadAllBytes(expected.TextModelPath), File.ReadAllBytes(paths[0]));
+        Assert.Equal(File.ReadAllBytes(expected.MmprojPath), File.ReadAllBytes(paths[1]));
+
+        _hub.ClearLog();
+        var run = CliProcess.Run("paligemma", Environment(cache), "run", "--model", "someone/tiny-lora", "--outtype", "f32", "--mmproj-type", "f32", "-i", GoldenData.ImagePath("chelsea"), "-p", "caption en", "-n", "2");
+        Assert.True(run.ExitCode == 0, run.StandardError);
+        Assert.Empty(_hub.Requests);
+        Assert.DoesNotContain("writing", run.StandardError, StringComparison.Ordinal);
     }
 }
