@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.IO.Hashing;
 using System.IO.Compression;
 using System.Text;
 
@@ -64,7 +65,7 @@ internal sealed class NpzArchive : IDisposable
         catch (InvalidDataException e)
         {
             stream.Dispose();
-            throw PaliGemmaException.InFile(path, $"not a NumPy .npz file (a ZIP archive): {OneLine(e.Message)}", e);
+            throw PaliGemmaException.InFile(path, $"not a complete NumPy .npz file (a ZIP archive; truncated, or another format): {OneLine(e.Message)}", e);
         }
         catch (PaliGemmaException)
         {
@@ -99,7 +100,7 @@ internal sealed class NpzArchive : IDisposable
             long expected = checked(header.HeaderBytes + header.ElementCount * header.ItemSize);
             if (entry.Length != expected)
             {
-                throw Problem(key, $"its header says {header.Describe()} ({expected - header.HeaderBytes} bytes of data) but the entry holds {entry.Length - header.HeaderBytes}");
+                throw Problem(key, $"has a header saying {header.Describe()} ({expected - header.HeaderBytes} bytes of data) but the entry holds {entry.Length - header.HeaderBytes}");
             }
 
             byte[] raw = new byte[checked((int)(header.ElementCount * header.ItemSize))];
@@ -109,6 +110,7 @@ internal sealed class NpzArchive : IDisposable
                 throw Problem(key, $"is truncated: {read} of {raw.Length} bytes of data");
             }
 
+            VerifyChecksum(stream, entry, header, raw, key);
             float[] values = Convert(raw, header);
             if (header.FortranOrder)
             {
@@ -137,6 +139,28 @@ internal sealed class NpzArchive : IDisposable
         inner is null
             ? PaliGemmaException.InFile(Path, $"key '{key}' {problem}")
             : PaliGemmaException.InFile(Path, $"key '{key}' {problem}", inner);
+
+    /// <summary>
+    /// ZipArchive hands out the bytes without checking them against the entry's CRC-32, and a damaged stored (or even
+    /// deflated) entry can still decode: without this a flipped byte would silently become a wrong weight.
+    /// </summary>
+    private void VerifyChecksum(Stream stream, ZipArchiveEntry entry, NpyHeader header, byte[] data, string key)
+    {
+        var crc = new Crc32();
+        // The header is short and was read already; re-reading it from a fresh stream keeps Read simple.
+        using (Stream again = entry.Open())
+        {
+            byte[] headerBytes = new byte[header.HeaderBytes];
+            again.ReadExactly(headerBytes);
+            crc.Append(headerBytes);
+        }
+
+        crc.Append(data);
+        if (stream.ReadByte() >= 0 || crc.GetCurrentHashAsUInt32() != entry.Crc32)
+        {
+            throw Problem(key, "is damaged: its bytes do not match the archive's CRC-32 checksum");
+        }
+    }
 
     private static float[] Convert(byte[] raw, NpyHeader header)
     {
