@@ -14,5 +14,6 @@ public static class Program
         InspectCommand.Build(),
         QuantizeCommand.Build(),
         AnnotateCommand.Build(),
+        ServeCommand.Build(),
     };
 }

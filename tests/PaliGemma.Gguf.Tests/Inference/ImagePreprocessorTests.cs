@@ -356,7 +356,7 @@ public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposab
     }
 
     /// <summary>A well-formed PNG whose IHDR declares <paramref name="width"/> x <paramref name="height"/> 8-bit RGB, with a token IDAT.</summary>
-    private static byte[] PngDeclaring(int width, int height)
+    internal static byte[] PngDeclaring(int width, int height)
     {
         using var png = new MemoryStream();
         png.Write([0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]);

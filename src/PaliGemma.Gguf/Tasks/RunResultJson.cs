@@ -1,0 +1,104 @@
+using System.Text.Json;
+using PaliGemma.Gguf.Inference;
+
+namespace PaliGemma.Gguf.Tasks;
+
+/// <summary>
+/// The JSON object of <c>paligemma run --json</c>, also the answer of the server's native endpoint, so
+/// that a script can switch between the two without changing its parser.
+/// </summary>
+public static class RunResultJson
+{
+    /// <summary>
+    /// Writes the object: text, tokens, prompt_tokens, objects (label, box, valid, seg codes and mask when there are
+    /// some), stop_reason, timings, memory_mapped.
+    /// </summary>
+    /// <param name="peakResidentBytes">The process's peak resident memory, when known (left out when null).</param>
+    public static void Write(Utf8JsonWriter writer, GenerationResult result, IReadOnlyList<DetectedObject> objects, PaliGemmaModel model, long? peakResidentBytes)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        ArgumentNullException.ThrowIfNull(result);
+        ArgumentNullException.ThrowIfNull(objects);
+        ArgumentNullException.ThrowIfNull(model);
+
+        writer.WriteStartObject();
+        writer.WriteString("text", result.Text);
+        writer.WriteStartArray("tokens");
+        foreach (int token in result.Tokens)
+        {
+            writer.WriteNumberValue(token);
+        }
+
+        writer.WriteEndArray();
+        writer.WriteNumber("prompt_tokens", result.PromptTokens);
+        writer.WriteStartArray("objects");
+        foreach (var found in objects)
+        {
+            WriteObject(writer, found);
+        }
+
+        writer.WriteEndArray();
+        writer.WriteString("stop_reason", StopReasonName(result.StopReason));
+        writer.WriteStartObject("timings");
+        writer.WriteNumber("load_ms", Math.Round(model.LoadTime.TotalMilliseconds, 1));
+        writer.WriteNumber("image_encode_ms", Math.Round(result.Timings.ImageEncodeMs, 1));
+        writer.WriteNumber("prefill_ms", Math.Round(result.Timings.PrefillMs, 1));
+        writer.WriteNumber("decode_tokens_per_s", Math.Round(result.Timings.DecodeTokensPerSecond, 2));
+        if (peakResidentBytes is { } peak)
+        {
+            writer.WriteNumber("peak_rss_bytes", peak);
+        }
+
+        writer.WriteEndObject();
+        writer.WriteBoolean("memory_mapped", model.MemoryMapped);
+        writer.WriteEndObject();
+    }
+
+    /// <summary>"eos", "max_tokens" or "cancelled".</summary>
+    public static string StopReasonName(StopReason reason) => reason switch
+    {
+        StopReason.EndOfSequence => "eos",
+        StopReason.MaxTokens => "max_tokens",
+        _ => "cancelled",
+    };
+
+    private static void WriteObject(Utf8JsonWriter writer, DetectedObject found)
+    {
+        writer.WriteStartObject();
+        writer.WriteString("label", found.Label);
+        writer.WriteStartArray("box");
+        foreach (int coordinate in new[] { found.Box.X1, found.Box.Y1, found.Box.X2, found.Box.Y2 })
+        {
+            writer.WriteNumberValue(coordinate);
+        }
+
+        writer.WriteEndArray();
+        writer.WriteBoolean("valid", found.IsValid);
+        if (found.SegmentCodes is { } codes)
+        {
+            writer.WriteStartArray("seg");
+            foreach (int code in codes)
+            {
+                writer.WriteNumberValue(code);
+            }
+
+            writer.WriteEndArray();
+        }
+
+        if (found.Mask is { } mask)
+        {
+            // COCO's run-length form for tools, and the box's 8-bit soft mask for drawing (Box.Height rows of Box.Width bytes).
+            writer.WriteStartObject("mask");
+            writer.WriteStartArray("size");
+            writer.WriteNumberValue(mask.PictureHeight);
+            writer.WriteNumberValue(mask.PictureWidth);
+            writer.WriteEndArray();
+            writer.WriteString("counts", mask.ToCocoRle());
+            writer.WriteNumber("pixels", mask.PixelCount);
+            writer.WriteBase64String("box_mask", mask.BoxMask);
+            writer.WriteEndObject();
+        }
+
+        writer.WriteEndObject();
+    }
+}
