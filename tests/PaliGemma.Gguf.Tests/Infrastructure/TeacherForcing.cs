@@ -3,24 +3,28 @@ using PaliGemma.Gguf.Inference;
 namespace PaliGemma.Gguf.Tests.Infrastructure;
 
 /// <summary>
-/// Runs a golden case the way the reference's logits were made: the prefix, then the reference's own
+/// Runs a case the way the reference's logits were made: the prefix, then the reference's own
 /// greedy tokens fed back one by one, collecting each step's logits.
 /// </summary>
 public static class TeacherForcing
 {
     public const int Steps = 16;
 
-    public static List<float[]> Logits(PaliGemmaModel model, GoldenCase golden)
+    public static List<float[]> Logits(PaliGemmaModel model, GoldenCase golden) =>
+        Logits(model, GoldenData.ImagePath(golden.Image), golden.Prompt, golden.GreedyTokens.AsSpan(0, Steps - 1));
+
+    /// <summary>The logits after the prefix and after each forced token: forced.Length + 1 rows.</summary>
+    public static List<float[]> Logits(PaliGemmaModel model, string imagePath, string prompt, ReadOnlySpan<int> forced)
     {
-        var image = ImagePreprocessor.Load(GoldenData.ImagePath(golden.Image), model.ImageSize);
-        int[] text = model.TokenizePrompt(golden.Prompt);
+        var image = ImagePreprocessor.Load(imagePath, model.ImageSize);
+        int[] text = model.TokenizePrompt(prompt);
         float[] rows = model.BuildPrefix(image, text, out _);
         int prefixLength = model.ImageTokens + text.Length;
-        using var decoder = model.CreateDecoder(prefixLength, Steps);
+        using var decoder = model.CreateDecoder(prefixLength, forced.Length + 1);
         var logits = new List<float[]> { decoder.DecodePrefix(rows, prefixLength).ToArray() };
-        for (int step = 0; step + 1 < Steps; step++)
+        foreach (int token in forced)
         {
-            logits.Add(decoder.DecodeToken(golden.GreedyTokens[step]).ToArray());
+            logits.Add(decoder.DecodeToken(token).ToArray());
         }
 
         return logits;
