@@ -2,17 +2,17 @@
 # Runs PaliGemma on a picture, as the original PyTorch launch_inference.sh did.
 # Every setting can be overridden from the environment, for example:
 #   MODEL_PATH=~/models/paligemma-3b-pt-224 PROMPT="caption en" ./launch_inference.sh
-# With nothing set it runs the embedded demo: a tiny checkpoint with RANDOM weights.
+# With nothing set it runs the embedded demo: a tiny PaliGemma trained on coloured shapes.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-demo_model="$here/tests/fixtures/golden/models/tiny-paligemma-224"
+demo_model="$here/tests/fixtures/trained/tiny-paligemma-shapes-224"
+demo=false
+if [ -z "${MODEL_PATH:-}" ] && [ -z "${PROMPT:-}" ] && [ -z "${IMAGE_FILE_PATH:-}" ]; then demo=true; fi
 
 MODEL_PATH="${MODEL_PATH:-$demo_model}"
 PROMPT="${PROMPT:-caption en}"
-IMAGE_FILE_PATH="${IMAGE_FILE_PATH:-$here/test_images/chelsea.png}"
-# The demo model's greedy answer is a run of newlines: 20 of them make the point.
-if [ "$MODEL_PATH" = "$demo_model" ]; then default_tokens=20; else default_tokens=100; fi
-MAX_TOKENS_TO_GENERATE="${MAX_TOKENS_TO_GENERATE:-$default_tokens}"
+IMAGE_FILE_PATH="${IMAGE_FILE_PATH:-$here/test_images/shapes-green-square.png}"
+MAX_TOKENS_TO_GENERATE="${MAX_TOKENS_TO_GENERATE:-100}"
 TEMPERATURE="${TEMPERATURE:-0.8}"
 TOP_P="${TOP_P:-0.9}"
 DO_SAMPLE="${DO_SAMPLE:-False}"
@@ -25,27 +25,39 @@ if [ ! -f "$cli" ] || [ -n "$(find "$here/src" "$here/native" -name '*.cs' -newe
     dotnet build "$here/src/PaliGemma.Cli/PaliGemma.Cli.csproj" -c Release -o "$here/artifacts/cli" -v quiet -nologo >&2
 fi
 
-extra=()
-if [ "$MODEL_PATH" = "$demo_model" ]; then
-    cat >&2 <<'NOTE'
-== DEMO ==========================================================================
-This runs tests/fixtures/golden/models/tiny-paligemma-224: a tiny PaliGemma with
-RANDOM weights, kept in the repository so the demo needs no download. Its text is
-meaningless; the JSON below shows what the pipeline computed (token ids, timings).
-For real answers, download a PaliGemma checkpoint such as google/paligemma-3b-pt-224
-and run:  MODEL_PATH=/path/to/paligemma-3b-pt-224 ./launch_inference.sh
-==================================================================================
-NOTE
-    extra+=(--json)
+run() {
+    dotnet "$cli" run \
+        --model_path "$MODEL_PATH" \
+        --image_file_path "$IMAGE_FILE_PATH" \
+        --max_tokens_to_generate "$MAX_TOKENS_TO_GENERATE" \
+        --temperature "$TEMPERATURE" \
+        --top_p "$TOP_P" \
+        --do_sample "$DO_SAMPLE" \
+        --only_cpu "$ONLY_CPU" \
+        "$@"
+}
+
+if ! $demo; then
+    run --prompt "$PROMPT" "$@"
+    exit
 fi
 
-exec dotnet "$cli" run \
-    --model_path "$MODEL_PATH" \
-    --prompt "$PROMPT" \
-    --image_file_path "$IMAGE_FILE_PATH" \
-    --max_tokens_to_generate "$MAX_TOKENS_TO_GENERATE" \
-    --temperature "$TEMPERATURE" \
-    --top_p "$TOP_P" \
-    --do_sample "$DO_SAMPLE" \
-    --only_cpu "$ONLY_CPU" \
-    "${extra[@]}" "$@"
+cat >&2 <<'NOTE'
+== DEMO ==========================================================================
+tests/fixtures/trained/tiny-paligemma-shapes-224: a 1.7 M-parameter PaliGemma trained
+on pictures of coloured shapes (see tests/fixtures/trained/README.md). It counts and
+reads colours well, names shapes and places boxes only roughly. The picture is
+test_images/shapes-green-square.png. For real answers, download a checkpoint such as
+google/paligemma-3b-mix-224 and run:  MODEL_PATH=/path/to/it PROMPT="caption en" \
+  IMAGE_FILE_PATH=test_images/astronaut.png ./launch_inference.sh
+==================================================================================
+NOTE
+mkdir -p "$here/artifacts"
+for prompt in "caption en" "answer en how many shapes?" "answer en what color is the square?" "detect square"; do
+    echo "> $prompt"
+    if [ "$prompt" = "detect square" ]; then
+        run --prompt "$prompt" --annotate "$here/artifacts/demo-detect.png" "$@"
+    else
+        run --prompt "$prompt" "$@"
+    fi
+done
