@@ -80,6 +80,13 @@ public static class ImagePreprocessor
         return Decode(stream, path, maxPixels, maxPixels == DefaultMaxPixels ? DefaultConfiguration.Value : CreateConfiguration(maxPixels));
     }
 
+    /// <summary>The decoded picture at full size, before any resize: what the reference's Pillow gives.</summary>
+    internal static RgbPicture DecodePicture(string path, long maxPixels = DefaultMaxPixels)
+    {
+        using var image = DecodeFile(path, maxPixels);
+        return new RgbPicture(image.Width, image.Height, ToRgbBytes(image));
+    }
+
     private static FileStream OpenFile(string path)
     {
         if (!File.Exists(path))
