@@ -101,10 +101,10 @@ internal static class PictureDecoder
         {
             throw NotAnImage(name, e);
         }
-        catch (Exception e) when (e is ImageFormatException or NotSupportedException)
+        catch (Exception e) when (e is ImageFormatException or NotSupportedException || ThrownByDecoderOnBadData(e))
         {
             // InvalidImageContentException (corrupt) is an ImageFormatException; NotSupportedException is a variant ImageSharp does not read.
-            throw PaliGemmaException.InFile(name, $"cannot read the {format.Name} image header: {OneLine(e.Message)}", e);
+            throw PaliGemmaException.InFile(name, $"cannot read the {format.Name} image header: {Describe(e)}", e);
         }
 
         CheckHeader(stream, start, name, format, info.Width, info.Height, maxPixels);
@@ -184,15 +184,60 @@ internal static class PictureDecoder
         {
             throw PaliGemmaException.InFile(name, $"decoding the {format.Name} image needs more memory than its {maxPixels}-pixel budget allows: {OneLine(e.Message)}", e);
         }
-        catch (Exception e) when (e is ImageFormatException or NotSupportedException)
+        catch (Exception e) when (e is ImageFormatException or NotSupportedException || ThrownByDecoderOnBadData(e))
         {
-            throw PaliGemmaException.InFile(name, $"cannot decode the {format.Name} image, it is corrupt or truncated: {OneLine(e.Message)}", e);
+            throw PaliGemmaException.InFile(name, $"cannot decode the {format.Name} image, it is corrupt or truncated: {Describe(e)}", e);
         }
     }
 
+    /// <summary>
+    /// ImageSharp 2.x's decoders report some corrupt input not with <see cref="InvalidImageContentException"/> but
+    /// with the exception an unchecked read runs into: a truncated RLE TGA gives <see cref="ArgumentException"/>, a
+    /// TIFF without strips <see cref="InvalidOperationException"/>, other broken files
+    /// <see cref="IndexOutOfRangeException"/>. Such an exception is the file's problem only when a format decoder
+    /// threw it: the deepest frame outside the runtime's own libraries is ImageSharp's, called (through ImageSharp only) by
+    /// a decoder in <c>SixLabors.ImageSharp.Formats</c> or a metadata parser in <c>SixLabors.ImageSharp.Metadata.Profiles</c>
+    /// (EXIF is parsed when first read).
+    /// Thrown from our code, or from ImageSharp's API checking our arguments, it is a bug and is not caught.
+    /// </summary>
+    internal static bool ThrownByDecoderOnBadData(Exception e)
+    {
+        if (e is not (ArgumentException or InvalidOperationException or IndexOutOfRangeException or NullReferenceException or ArithmeticException))
+        {
+            return false;
+        }
+
+        // Deepest frame first: skip the runtime's helpers, then the throw must be ImageSharp's and under one of its format decoders.
+        var spaces = new System.Diagnostics.StackTrace(e, fNeedFileInfo: false).GetFrames()
+            .Select(frame => frame.GetMethod()?.DeclaringType?.Namespace ?? "")
+            .SkipWhile(IsRuntime)
+            .ToList();
+        return spaces.Count > 0
+            && spaces[0].StartsWith("SixLabors.", StringComparison.Ordinal)
+            && spaces.TakeWhile(space => space.StartsWith("SixLabors.", StringComparison.Ordinal)).Any(space =>
+                space.StartsWith("SixLabors.ImageSharp.Formats", StringComparison.Ordinal) || space.StartsWith("SixLabors.ImageSharp.Metadata.Profiles", StringComparison.Ordinal));
+    }
+
+    // System.* and the runtime's own Internal.* helpers (Internal.Runtime.CompilerHelpers throws the JIT's bounds-check failures).
+    private static bool IsRuntime(string space) =>
+        space.Length == 0 || space == "System" || space.StartsWith("System.", StringComparison.Ordinal) || space.StartsWith("Internal.", StringComparison.Ordinal);
+
+    private static string Describe(Exception e) =>
+        e is ImageFormatException or NotSupportedException ? OneLine(e.Message) : $"the decoder failed with {e.GetType().Name}: {OneLine(e.Message)}";
+
     /// <summary>The EXIF Orientation value Pillow's exif_transpose would read (PNG eXIf, WebP and TIFF alike), or 1.</summary>
-    private static int OrientationOf(IImageInfo info) =>
-        info.Metadata.ExifProfile?.GetValue(ExifTag.Orientation) is { } tag ? tag.Value : 1;
+    private static int OrientationOf(IImageInfo info)
+    {
+        try
+        {
+            return info.Metadata.ExifProfile?.GetValue(ExifTag.Orientation) is { } tag ? tag.Value : 1;
+        }
+        catch (Exception e) when (ThrownByDecoderOnBadData(e))
+        {
+            // Pillow reads what it can of a broken EXIF block and warns; an unreadable one orients nothing.
+            return 1;
+        }
+    }
 
     private static RgbPicture FromRgb24(Image<Rgb24> image)
     {

@@ -9,16 +9,16 @@ namespace PaliGemma.Gguf.Tests.Infrastructure;
 /// </summary>
 public static class DecodeGolden
 {
-    private static readonly Lazy<(string Folder, IReadOnlyList<DecodeCase> Cases)> Loaded = new(Load);
+    private static readonly Lazy<(string Folder, IReadOnlyList<PictureCase> Cases)> Loaded = new(Load);
 
     public static string Folder => Loaded.Value.Folder;
 
-    public static IReadOnlyList<DecodeCase> Cases => Loaded.Value.Cases;
+    public static IReadOnlyList<PictureCase> Cases => Loaded.Value.Cases;
 
-    public static DecodeCase Case(string name) => Cases.Single(c => c.Name == name);
+    public static PictureCase Case(string name) => Cases.Single(c => c.Name == name);
 
     /// <summary>The expected bytes of one case: height x width x 3, after the EXIF transpose.</summary>
-    public static byte[] ExpectedRgb(DecodeCase c)
+    public static byte[] ExpectedRgb(PictureCase c)
     {
         using var file = SafetensorsFile.Open(Path.Combine(Folder, "decode.safetensors"));
         var tensor = file.Tensors[$"rgb/{c.Name}"];
@@ -32,13 +32,13 @@ public static class DecodeGolden
         return bytes;
     }
 
-    private static (string, IReadOnlyList<DecodeCase>) Load()
+    private static (string, IReadOnlyList<PictureCase>) Load()
     {
         string folder = Environment.GetEnvironmentVariable("PALIGEMMA_DECODE_GOLDEN") is { Length: > 0 } env
             ? env
             : Path.Combine(GoldenData.RepositoryRoot, "tests", "fixtures", "decode");
         using var document = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "decode.json")));
-        var cases = document.RootElement.GetProperty("cases").EnumerateArray().Select(c => new DecodeCase(
+        var cases = document.RootElement.GetProperty("cases").EnumerateArray().Select(c => new PictureCase(
             c.GetProperty("name").GetString()!,
             Path.Combine(folder, c.GetProperty("file").GetString()!),
             c.GetProperty("format").GetString()!,
@@ -54,7 +54,7 @@ public static class DecodeGolden
 }
 
 /// <summary>One picture of the decoding reference set.</summary>
-public sealed record DecodeCase(
+public sealed record PictureCase(
     string Name,
     string Path,
     string Format,
