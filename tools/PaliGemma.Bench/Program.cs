@@ -14,5 +14,6 @@ public static class Program
         MeasureCommands.BuildBandwidth(),
         BenchCommand.Build(),
         AccuracyCommand.Build(),
+        DecodeCommand.Build(),
     };
 }

@@ -43,7 +43,8 @@ internal static class ImageCompleteness
         while (reader.TryRead(header))
         {
             uint length = BinaryPrimitives.ReadUInt32BigEndian(header);
-            string type = Encoding.ASCII.GetString(header[4..]);
+            // A chunk type is four ASCII letters; anything else is shown in hex so the message stays one printable line.
+            string type = header[4..].ToArray().All(b => char.IsAsciiLetter((char)b)) ? Encoding.ASCII.GetString(header[4..]) : "0x" + Convert.ToHexString(header[4..]);
             if (type == "IEND")
             {
                 return null;

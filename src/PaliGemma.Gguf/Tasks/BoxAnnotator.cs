@@ -122,8 +122,9 @@ public static class BoxAnnotator
 
     private static Image<Rgba32> Load(string path)
     {
-        using var decoded = ImagePreprocessor.DecodeFile(path);
-        return decoded.CloneAs<Rgba32>();
+        RgbPicture decoded = ImagePreprocessor.DecodePicture(path);
+        using var rgb = Image.LoadPixelData<Rgb24>(decoded.Rgb, decoded.Width, decoded.Height);
+        return rgb.CloneAs<Rgba32>();
     }
 
     private static void SavePng(Image<Rgba32> image, string outputPath)
