@@ -8,7 +8,9 @@ namespace PaliGemma.Bench;
 /// <summary>
 /// <c>paligemma-bench run</c>: the whole benchmark on a real-shape random-weight checkpoint:
 /// generation, conversion and quantization, then the product against the bare engine and the
-/// memory-bandwidth bound, medians of several runs. Prints a Markdown report.
+/// memory-bandwidth bound, then what each of the product's settings gains, and the accuracy of the
+/// quantized files; product and bare runs alternate and are compared pair by pair. Prints a
+/// Markdown report.
 /// </summary>
 internal static class BenchCommand
 {
@@ -18,7 +20,7 @@ internal static class BenchCommand
     {
         var work = new Option<DirectoryInfo>("--work") { Description = "Folder for checkpoints and GGUFs (needs ~25 GB)", DefaultValueFactory = _ => new DirectoryInfo(Path.Combine(Path.GetTempPath(), "paligemma-bench")) };
         var model = new Option<string>("--model") { Description = "Shapes to benchmark", DefaultValueFactory = _ => "paligemma-3b-pt-224" };
-        var runs = new Option<int>("--runs") { Description = "Runs per measurement (medians are reported)", DefaultValueFactory = _ => 3 };
+        var runs = new Option<int>("--runs") { Description = "Pairs of runs per comparison (medians of per-pair ratios are reported)", DefaultValueFactory = _ => 5 };
         var threads = new Option<int>("--threads") { Description = "Threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var tokens = new Option<int>("--tokens") { Description = "Tokens decoded per run", DefaultValueFactory = _ => 32 };
         var reuse = new Option<bool>("--reuse") { Description = "Reuse the GGUF files of an earlier run instead of converting again" };
@@ -89,33 +91,78 @@ internal static class BenchCommand
             File.Delete(viaLlama);
         }
 
-        report.AppendLine().AppendLine($"### Inference (224 px picture, {Prompt.Split(' ').Length}-word prompt, {tokens} tokens decoded, {threads} threads; median (min-max) of {runs} runs)").AppendLine();
-        report.AppendLine("| text + mmproj | load | image encode | prefill | decode tok/s | vs bare: encode / prefill / decode | bandwidth bound tok/s | decode / bound | time to first token (bare load+encode+prefill) | peak RSS (mmap) | bare peak RSS: mmap / no mmap |");
-        report.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
         string image = Path.Combine(RepositoryRoot(), "test_images", "astronaut.png");
-        foreach (var (text, mmprojType) in new[] { ("f16", "f16"), ("q8_0", "q8_0"), ("q4_k_m", "q8_0") })
+        string n = tokens.ToString(CultureInfo.InvariantCulture);
+        string pairs = $"median of {runs} per-pair ratios, runs alternating A B A B";
+        ChildProcess.Result Product(string textModel, string mmproj) =>
+            ChildProcess.Run("paligemma", "run", "--model", textModel, "--mmproj", mmproj, "-i", image, "-p", Prompt, "-n", n, "--ignore-eos", "--json", "--threads", t);
+        RunTimings Bare(string textModel, string mmproj, int textRows, int decoded, bool mmap, string encoderFlashAttention) => RunTimings.From(ChildProcess.Run(
+            "paligemma-bench", "bare", "--model", textModel, "--mmproj", mmproj, "--threads", t, "--text-rows", textRows.ToString(CultureInfo.InvariantCulture),
+            "--tokens", decoded.ToString(CultureInfo.InvariantCulture), "--mmap", mmap ? "true" : "false", "--encoder-flash-attention", encoderFlashAttention));
+        const string Disabled = "LLAMA_FLASH_ATTENTION_TYPE_DISABLED", Enabled = "LLAMA_FLASH_ATTENTION_TYPE_ENABLED";
+
+        report.AppendLine().AppendLine($"### Inference, product against the bare engine with the product's settings (224 px picture, {Prompt.Split(' ').Length}-word prompt, {tokens} tokens decoded, {threads} threads)").AppendLine();
+        report.AppendLine($"Product columns: median (min-max) of {runs} runs. Product / bare: {pairs}; the bare engine uses the product's threads, context, batch, memory-mapping choice and vision-encoder flash attention (off). Wall is the whole process, start to exit.").AppendLine();
+        report.AppendLine("| text + mmproj | load | image encode | prefill | decode | product / bare: wall, load, encode, prefill, decode tok/s | decode / bandwidth bound | peak RSS: product / bare | mmap |");
+        report.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        var rows = new[] { ("f16", "f16"), ("q8_0", "q8_0"), ("q4_k_m", "q8_0") };
+        var textRowsOf = new Dictionary<string, int>();
+        foreach (var (text, mmprojType) in rows)
         {
             string mmproj = mmprojType == "f16" ? gguf["f16"].Mmproj : gguf["q8_0"].Mmproj;
             string textModel = gguf[text].Text;
-            var product = Enumerable.Range(0, runs).Select(_ => Json(ChildProcess.Run("paligemma", "run", "--model", textModel, "--mmproj", mmproj, "-i", image, "-p", Prompt, "-n", tokens.ToString(CultureInfo.InvariantCulture), "--ignore-eos", "--json", "--threads", t))).ToList();
-            int textRows = product[0].GetProperty("prompt_tokens").GetInt32() - 256;
-            var bare = Enumerable.Range(0, runs).Select(_ => Json(ChildProcess.Run("paligemma-bench", "bare", "--model", textModel, "--mmproj", mmproj, "--threads", t, "--text-rows", textRows.ToString(CultureInfo.InvariantCulture), "--tokens", tokens.ToString(CultureInfo.InvariantCulture)))).ToList();
-            var bareNoMmap = Json(ChildProcess.Run("paligemma-bench", "bare", "--model", textModel, "--mmproj", mmproj, "--threads", t, "--tokens", "4", "--no-mmap"));
-            var firstToken = Enumerable.Range(0, runs).Select(_ => ChildProcess.Run("paligemma", "run", "--model", textModel, "--mmproj", mmproj, "-i", image, "-p", Prompt, "-n", "1", "--ignore-eos", "--threads", t).FirstOutputSeconds).ToList();
+            // The first product run tells the bare engine the prefix length and the mmap choice to copy.
+            var probe = Product(textModel, mmproj);
+            var first = RunTimings.From(probe);
+            int textRows = JsonDocument.Parse(probe.StandardOutput.Trim().Split('\n')[^1]).RootElement.GetProperty("prompt_tokens").GetInt32() - 256;
+            textRowsOf[text] = textRows;
+            bool mapped = first.MemoryMapped ?? throw new InvalidOperationException("paligemma run --json did not report memory_mapped");
+            var measured = Paired.Alternate(runs, () => RunTimings.From(Product(textModel, mmproj)), () => Bare(textModel, mmproj, textRows, tokens, mapped, Disabled));
+            var product = measured.Select(p => p.A).ToList();
 
-            double Timing(List<JsonElement> results, string name) => Median(results.Select(r => Get(r, name)));
-            string Spread(List<JsonElement> results, string name, string format) => $"{Timing(results, name).ToString(format, CultureInfo.InvariantCulture)} ({results.Min(r => Get(r, name)).ToString(format, CultureInfo.InvariantCulture)}-{results.Max(r => Get(r, name)).ToString(format, CultureInfo.InvariantCulture)})";
+            string Spread(Func<RunTimings, double> value, string format) =>
+                $"{Paired.Median(product.Select(value)).ToString(format, CultureInfo.InvariantCulture)} ({product.Min(value).ToString(format, CultureInfo.InvariantCulture)}-{product.Max(value).ToString(format, CultureInfo.InvariantCulture)})";
+            double Ratio(Func<RunTimings, double> value) => Paired.MedianRatio(measured, value);
             // The VM's bandwidth flips between two levels: take the higher of two measurements so
             // that the bound is never flattering.
             double bandwidth = Math.Max(bandwidthBefore, Bandwidth(t));
             double bound = bandwidth * 1e9 / GgufKeys.WeightBytesPerToken(textModel);
-            double decode = Timing(product, "decode_tokens_per_s");
-            double bareFirst = (Timing(bare, "load_ms") + Timing(bare, "image_encode_ms") + Timing(bare, "prefill_ms")) / 1000;
+            double decode = Paired.Median(product.Select(r => r.DecodeTokensPerSecond));
             report.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {text} + {mmprojType} | {Spread(product, "load_ms", "F0")} ms | {Spread(product, "image_encode_ms", "F0")} ms | {Spread(product, "prefill_ms", "F0")} ms | {Spread(product, "decode_tokens_per_s", "F2")} " +
-                $"| {Timing(product, "image_encode_ms") / Timing(bare, "image_encode_ms"):F3} / {Timing(product, "prefill_ms") / Timing(bare, "prefill_ms"):F3} / {decode / Timing(bare, "decode_tokens_per_s"):F3} " +
-                $"| {bound:F1} | {decode / bound:P0} | {Median(firstToken):F2} s ({bareFirst:F2} s) | {Gib((long)Timing(product, "peak_rss_bytes"))} | {Gib((long)Timing(bare, "peak_rss_bytes"))} / {Gib((long)Get(bareNoMmap, "peak_rss_bytes"))} |"));
-            Log($"{text} + {mmprojType}: decode {decode:F2} tok/s (bare {Timing(bare, "decode_tokens_per_s"):F2}), prefill {Timing(product, "prefill_ms"):F0} ms (bare {Timing(bare, "prefill_ms"):F0})");
+                $"| {text} + {mmprojType} | {Spread(r => r.LoadMs / 1000, "F2")} s | {Spread(r => r.ImageEncodeMs / 1000, "F2")} s | {Spread(r => r.PrefillMs / 1000, "F2")} s | {Spread(r => r.DecodeTokensPerSecond, "F1")} tok/s " +
+                $"| {Ratio(r => r.WallSeconds):F3}, {Ratio(r => r.LoadMs):F3}, {Ratio(r => r.ImageEncodeMs):F3}, {Ratio(r => r.PrefillMs):F3}, {Ratio(r => r.DecodeTokensPerSecond):F3} " +
+                $"| {decode / bound:P0} of {bound:F1} tok/s | {Gib((long)Paired.Median(product.Select(r => (double)r.PeakRssBytes)))} / {Gib((long)Paired.Median(measured.Select(p => (double)p.B.PeakRssBytes)))} | {(mapped ? "yes" : "no")} |"));
+            Log($"{text} + {mmprojType}: product/bare wall {Ratio(r => r.WallSeconds):F3}, decode {Ratio(r => r.DecodeTokensPerSecond):F3}");
+        }
+
+        // What each of the product's settings gains, measured on the bare engine with everything else equal.
+        report.AppendLine().AppendLine($"### Vision encoder flash attention (bare engine, on / off, {pairs})").AppendLine();
+        report.AppendLine("| mmproj | image encode, off (the product's) | image encode, on | on / off |").AppendLine("|---|---|---|---|");
+        foreach (var (text, mmprojType) in new[] { ("f16", "f16"), ("q8_0", "q8_0") })
+        {
+            string mmproj = gguf[text].Mmproj;
+            var measured = Paired.Alternate(runs, () => Bare(gguf[text].Text, mmproj, textRowsOf[text], 1, true, Enabled), () => Bare(gguf[text].Text, mmproj, textRowsOf[text], 1, true, Disabled));
+            report.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {mmprojType} | {Paired.Median(measured.Select(p => p.B.ImageEncodeMs)) / 1000:F2} s | {Paired.Median(measured.Select(p => p.A.ImageEncodeMs)) / 1000:F2} s | {Paired.MedianRatio(measured, r => r.ImageEncodeMs):F3} |"));
+        }
+
+        report.AppendLine().AppendLine($"### Memory mapping of the text model (bare engine, mmap / no mmap, {pairs}; {tokens} tokens decoded)").AppendLine();
+        report.AppendLine("| text | product's choice | peak RSS, mmap | peak RSS, no mmap | load, mmap / no mmap | decode tok/s, mmap / no mmap |").AppendLine("|---|---|---|---|---|---|");
+        foreach (var (text, mmprojType) in rows)
+        {
+            string mmproj = mmprojType == "f16" ? gguf["f16"].Mmproj : gguf["q8_0"].Mmproj;
+            var measured = Paired.Alternate(runs, () => Bare(gguf[text].Text, mmproj, textRowsOf[text], tokens, true, Disabled), () => Bare(gguf[text].Text, mmproj, textRowsOf[text], tokens, false, Disabled));
+            bool productMaps = RunTimings.From(ChildProcess.Run("paligemma", "run", "--model", gguf[text].Text, "--mmproj", mmproj, "-i", image, "-p", Prompt, "-n", "1", "--json", "--threads", t)).MemoryMapped == true;
+            report.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {text} | {(productMaps ? "mmap" : "no mmap")} | {Gib((long)Paired.Median(measured.Select(p => (double)p.A.PeakRssBytes)))} | {Gib((long)Paired.Median(measured.Select(p => (double)p.B.PeakRssBytes)))} " +
+                $"| {Paired.MedianRatio(measured, r => r.LoadMs):F3} | {Paired.MedianRatio(measured, r => r.DecodeTokensPerSecond):F3} |"));
+        }
+
+        report.AppendLine().AppendLine("### Accuracy at real shapes (`paligemma-bench accuracy`: 3 pictures x 2 prompts x 16 teacher-forced steps against the F16 GGUF, `--exact`)").AppendLine();
+        var accuracy = ChildProcess.Run("paligemma-bench", "accuracy", "--reference", gguf["f16"].Text, "--reference-mmproj", gguf["f16"].Mmproj, "--candidate", gguf["q8_0"].Text, gguf["q4_k_m"].Text, "--candidate-mmproj", gguf["q8_0"].Mmproj);
+        foreach (string line in accuracy.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            report.AppendLine(line);
         }
 
         double bandwidthAfter = Bandwidth(t);
@@ -138,16 +185,6 @@ internal static class BenchCommand
     }
 
     private static double Bandwidth(string threads) => double.Parse(ChildProcess.Run("paligemma-bench", "bandwidth", "--threads", threads).StandardOutput.Trim(), CultureInfo.InvariantCulture);
-
-    private static JsonElement Json(ChildProcess.Result result) => JsonDocument.Parse(result.StandardOutput.Trim().Split('\n')[^1]).RootElement.Clone();
-
-    private static double Get(JsonElement json, string name) => json.TryGetProperty(name, out var value) ? value.GetDouble() : json.GetProperty("timings").GetProperty(name).GetDouble();
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
-    }
 
     private static string Gib(long bytes) => (bytes / (double)(1L << 30)).ToString("F2", CultureInfo.InvariantCulture) + " GiB";
 

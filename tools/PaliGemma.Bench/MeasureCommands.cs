@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using LLama.Native;
 using PaliGemma.Bench.Measurement;
 
 namespace PaliGemma.Bench;
@@ -14,14 +15,20 @@ internal static class MeasureCommands
         var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Threads" };
         var textRows = new Option<int>("--text-rows") { DefaultValueFactory = _ => 14, Description = "Text rows after the image rows in the prefix" };
         var tokens = new Option<int>("--tokens") { DefaultValueFactory = _ => 32, Description = "Tokens to decode" };
-        var noMmap = new Option<bool>("--no-mmap") { Description = "Load the text model without memory mapping" };
+        // No defaults for the settings the product chooses: the caller says which it compares with.
+        var mmap = new Option<bool>("--mmap") { Required = true, Description = "Memory-map the text model (true/false); the product maps all but Q4_0/Q4_K files" };
+        var encoderFlashAttention = new Option<LLamaFlashAttentionType>("--encoder-flash-attention")
+        {
+            Required = true,
+            Description = "mtmd's flash attention in the vision encoder: LLAMA_FLASH_ATTENTION_TYPE_DISABLED (the product's), _ENABLED or _AUTO (mtmd's default)",
+        };
         var command = new Command("bare", "Load, encode, prefill and decode straight on LLamaSharp (no product code); prints one JSON line")
         {
-            model, mmproj, threads, textRows, tokens, noMmap,
+            model, mmproj, threads, textRows, tokens, mmap, encoderFlashAttention,
         };
         command.SetAction(parsed =>
         {
-            var r = BareEngine.Run(parsed.GetValue(model)!.FullName, parsed.GetValue(mmproj)!.FullName, parsed.GetValue(threads), parsed.GetValue(textRows), parsed.GetValue(tokens), !parsed.GetValue(noMmap));
+            var r = BareEngine.Run(parsed.GetValue(model)!.FullName, parsed.GetValue(mmproj)!.FullName, parsed.GetValue(threads), parsed.GetValue(textRows), parsed.GetValue(tokens), parsed.GetValue(mmap), parsed.GetValue(encoderFlashAttention));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{{\"load_ms\":{r.LoadMs:F1},\"image_encode_ms\":{r.ImageEncodeMs:F1},\"prefill_ms\":{r.PrefillMs:F1},\"decode_tokens_per_s\":{r.DecodeTokensPerSecond:F2},\"peak_rss_bytes\":{r.PeakRssBytes}}}"));
             return 0;
         });

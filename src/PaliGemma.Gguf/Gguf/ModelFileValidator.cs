@@ -24,6 +24,7 @@ internal static class ModelFileValidator
 
         long embedding = RequireUInt(file, $"{arch}.embedding_length", 1, 1 << 16);
         RequireUInt(file, $"{arch}.block_count", 1, 512);
+        RequireEpsilon(file, $"{arch}.attention.layer_norm_rms_epsilon");
         var tokenEmbedding = file.FindTensor("token_embd.weight") ?? throw PaliGemmaException.InFile(file.Path, "no token_embd.weight tensor");
         if (tokenEmbedding.Dimensions.Length != 2 || tokenEmbedding.Dimensions[0] != embedding)
         {
@@ -39,6 +40,8 @@ internal static class ModelFileValidator
         {
             throw PaliGemmaException.InFile(file.Path, $"the tokenizer has {tokens.ArrayLength} tokens but token_embd.weight has {tokenEmbedding.Dimensions[1]} rows");
         }
+
+        RequireF32Addends(file, []);
 
         return (int)embedding;
     }
@@ -69,10 +72,7 @@ internal static class ModelFileValidator
         long layers = RequireUInt(file, "clip.vision.block_count", 1, 512);
         RequireUInt(file, "clip.vision.feed_forward_length", 1, 1 << 20);
         RequireUInt(file, "clip.vision.projection_dim", 1, 1 << 16);
-        if (file.Metadata.TryGetValue("clip.vision.attention.layer_norm_epsilon", out var eps) && eps.Type != GgufValueType.Float32)
-        {
-            throw PaliGemmaException.InFile(file.Path, "clip.vision.attention.layer_norm_epsilon must be a float32");
-        }
+        RequireEpsilon(file, "clip.vision.attention.layer_norm_epsilon");
 
         foreach (string key in new[] { "clip.vision.image_mean", "clip.vision.image_std" })
         {
@@ -95,6 +95,7 @@ internal static class ModelFileValidator
         }
 
         RequireTensor(file, "v.position_embd.weight", [embedding, patches]);
+        RequireF32Addends(file, ["v.position_embd.weight"]);
         for (int i = 0; i < layers; i++)
         {
             foreach (string name in new[] { "attn_out", "ffn_up", "ffn_down", "attn_q", "attn_k", "attn_v" })
@@ -134,6 +135,31 @@ internal static class ModelFileValidator
         }
 
         return number;
+    }
+
+    /// <summary>ggml's norms GGML_ASSERT(eps >= 0): a negative or NaN epsilon aborts the process (found by fuzzing).</summary>
+    private static void RequireEpsilon(GgufFile file, string key)
+    {
+        if (file.Metadata.TryGetValue(key, out var eps) && !(eps.Value is float value && eps.Type == GgufValueType.Float32 && float.IsFinite(value) && value >= 0))
+        {
+            throw PaliGemmaException.InFile(file.Path, $"{key} must be a finite float32 >= 0, not {eps.Type} {eps}");
+        }
+    }
+
+    /// <summary>
+    /// Norm weights, biases (every 1-D tensor) and the added position embedding are the second
+    /// operand of ggml's add/mul, whose CPU kernels abort the process on an F16 or quantized second
+    /// operand with an F32 first ("binary_op: unsupported types"). Found by fuzzing the loader.
+    /// </summary>
+    private static void RequireF32Addends(GgufFile file, string[] alsoAdded)
+    {
+        foreach (var tensor in file.Tensors)
+        {
+            if ((tensor.Dimensions.Length == 1 || alsoAdded.Contains(tensor.Name)) && tensor.Type != GgmlType.F32)
+            {
+                throw PaliGemmaException.InFile(file.Path, $"tensor {tensor.Name} is {tensor.Type}; norm weights, biases and position embeddings must be F32 (ggml's add/mul abort on anything else)");
+            }
+        }
     }
 
     private static GgufTensorInfo RequireTensor(GgufFile file, string name, long[]? dimensions)

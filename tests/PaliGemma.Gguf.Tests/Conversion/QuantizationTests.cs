@@ -7,19 +7,40 @@ namespace PaliGemma.Gguf.Tests.Conversion;
 
 public sealed class QuantizationTests
 {
-    public static TheoryData<string> QuantizedTextTypes() => new(OutputType.TextTypes.Where(t => t.IsQuantized).Select(t => t.Name));
+    /// <summary>Every quantized type on Gemma and Gemma 2 at 256-wide rows, and on the 64-wide golden PaliGemma 2.</summary>
+    public static TheoryData<string, string> QuantizedTextTypes()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (string checkpoint in new[] { "wide-gemma", "wide-gemma2", "tiny-paligemma2-224" })
+        {
+            foreach (var type in OutputType.TextTypes.Where(t => t.IsQuantized))
+            {
+                data.Add(checkpoint, type.Name);
+            }
+        }
+
+        return data;
+    }
 
     /// <summary>
     /// The one-pass streaming quantizer must reach the very file llama.cpp's quantizer makes from the
     /// F32 GGUF: the same type for every tensor and, since both quantize the same F32 values with
-    /// ggml_quantize_chunk, the same bytes. On 256-wide rows so that K-quant mixes apply.
+    /// ggml_quantize_chunk, the same bytes. On 256-wide rows so that K-quant mixes apply, for Gemma and
+    /// Gemma 2 (whose attn_q carries the folded query_pre_attn_scalar), and on the 64-wide golden
+    /// PaliGemma 2, where llama.cpp falls back to 32-blocks (Q4_K -> Q5_0, ...) and its 26 layers
+    /// decide which get more bits.
     /// </summary>
     [Theory]
     [MemberData(nameof(QuantizedTextTypes))]
-    public void Streaming_quantization_matches_llama_model_quantize(string typeName)
+    public void Streaming_quantization_matches_llama_model_quantize(string checkpointName, string typeName)
     {
         var type = OutputType.Parse(typeName, OutputType.TextTypes, "--outtype");
-        string checkpoint = SyntheticCheckpoint.WideGemma;
+        string checkpoint = checkpointName switch
+        {
+            "wide-gemma" => SyntheticCheckpoint.WideGemma,
+            "wide-gemma2" => SyntheticCheckpoint.WideGemma2,
+            _ => GoldenData.Model(checkpointName).Directory,
+        };
         var f32 = CheckpointConverter.Convert(checkpoint, new ConversionOptions { OutputDirectory = TestModels.NewFolder("f32"), TextType = OutputType.F32, MmprojType = OutputType.F32 });
         var streamed = CheckpointConverter.Convert(checkpoint, new ConversionOptions { OutputDirectory = TestModels.NewFolder(typeName), TextType = type, MmprojType = OutputType.F32 });
         string native = Path.Combine(TestModels.NewFolder("native-" + typeName), "native.gguf");
@@ -28,15 +49,16 @@ public sealed class QuantizationTests
 
         var ours = GgufFile.Open(streamed.TextModelPath);
         var theirs = GgufFile.Open(native);
+        Assert.Equal(checkpointName.Contains("gemma2", StringComparison.Ordinal) ? "gemma2" : "gemma", ours.Architecture);
         Assert.Equal(theirs.Tensors.Select(t => t.Name).Order(), ours.Tensors.Select(t => t.Name).Order());
         foreach (var tensor in theirs.Tensors)
         {
             var mine = ours.FindTensor(tensor.Name)!;
-            Assert.True(tensor.Type == mine.Type, $"{typeName}: {tensor.Name} is {mine.Type} here but {tensor.Type} from llama_model_quantize");
+            Assert.True(tensor.Type == mine.Type, $"{checkpointName} {typeName}: {tensor.Name} is {mine.Type} here but {tensor.Type} from llama_model_quantize");
             byte[] a = new byte[tensor.ByteCount], b = new byte[mine.ByteCount];
             theirs.ReadTensorBytes(tensor, 0, a);
             ours.ReadTensorBytes(mine, 0, b);
-            Assert.True(a.AsSpan().SequenceEqual(b), $"{typeName}: {tensor.Name} bytes differ");
+            Assert.True(a.AsSpan().SequenceEqual(b), $"{checkpointName} {typeName}: {tensor.Name} bytes differ");
         }
 
         Assert.Equal(theirs.GetInteger("general.file_type"), ours.GetInteger("general.file_type"));
@@ -63,18 +85,35 @@ public sealed class QuantizationTests
     }
 
     [Fact]
-    public void Quantize_command_requantizes_an_mmproj_and_it_still_matches_the_direct_conversion()
+    public void Quantize_command_requantizes_an_mmproj_to_the_bytes_of_the_direct_conversion()
     {
         var f16 = TestModels.Converted("tiny-paligemma-224", OutputType.F32, OutputType.F32);
         string output = Path.Combine(TestModels.NewFolder("mmproj-q8"), "mmproj.q8_0.gguf");
 
         GgufQuantizer.Quantize(f16.MmprojPath, output, "q8_0");
 
+        // llama_model_quantize cannot read a clip file, so the yardstick is the direct conversion,
+        // whose bytes the text-model test above ties to llama.cpp's quantizer: both quantize the same
+        // F32 values, so every tensor must come out byte for byte the same, and so must the metadata.
         var direct = GgufFile.Open(TestModels.Converted("tiny-paligemma-224", OutputType.F32, OutputType.Q8_0).MmprojPath);
         var requantized = GgufFile.Open(output);
-        Assert.Equal(direct.Tensors.Select(t => (t.Name, t.Type)), requantized.Tensors.Select(t => (t.Name, t.Type)));
+        Assert.Equal(direct.Tensors.Select(t => (t.Name, t.Type, string.Join('x', t.Dimensions))), requantized.Tensors.Select(t => (t.Name, t.Type, string.Join('x', t.Dimensions))));
+        foreach (var tensor in direct.Tensors)
+        {
+            var other = requantized.FindTensor(tensor.Name)!;
+            byte[] a = new byte[tensor.ByteCount], b = new byte[other.ByteCount];
+            direct.ReadTensorBytes(tensor, 0, a);
+            requantized.ReadTensorBytes(other, 0, b);
+            Assert.True(a.AsSpan().SequenceEqual(b), $"{tensor.Name} ({tensor.Type}) bytes differ");
+        }
+
+        // The same keys and values; their order in the file carries no meaning.
+        IEnumerable<(string, string)> Metadata(GgufFile file) => file.MetadataList.Select(m => (m.Key, Describe(m.Value))).Order();
+        Assert.Equal(Metadata(direct), Metadata(requantized));
         Assert.Equal(7, requantized.GetInteger("general.file_type"));
     }
+
+    private static string Describe(GgufValue value) => $"{value.Type}:{(value.Value is System.Collections.IEnumerable items and not string ? string.Join(',', items.Cast<object>()) : value.Value)}";
 
     [Theory]
     [InlineData("q9_9", "unknown")]

@@ -22,6 +22,8 @@ public sealed class CraftedModelTests
         "position-grid-mismatch",
         "wrong-metadata-type",
         "zero-image-size",
+        "f16-bias",
+        "negative-epsilon",
         "unsupported-text-architecture",
         "mmproj-as-text-model",
         "context-too-small",
@@ -61,6 +63,16 @@ public sealed class CraftedModelTests
                 // The picture is sized from this value: it must be checked before the picture is read.
                 mmproj = GgufRewriter.Rewrite(mmproj, Path.Combine(folder, "m.gguf"), metadata: (k, v) => k == "clip.vision.image_size" ? GgufValue.Of(0u) : v);
                 expected = "clip.vision.image_size = 0";
+                break;
+            case "f16-bias":
+                // Found by ModelLoadFuzzTests: ggml's add aborts on an F16 second operand.
+                mmproj = GgufRewriter.Rewrite(mmproj, Path.Combine(folder, "m.gguf"), tensorType: t => t.Name == "v.blk.0.ln1.bias" ? GgmlType.F16 : t.Type);
+                expected = "must be F32";
+                break;
+            case "negative-epsilon":
+                // Found by ModelLoadFuzzTests: ggml's norm GGML_ASSERTs eps >= 0.
+                mmproj = GgufRewriter.Rewrite(mmproj, Path.Combine(folder, "m.gguf"), metadata: (k, v) => k == "clip.vision.attention.layer_norm_epsilon" ? GgufValue.Of(-1f) : v);
+                expected = "finite float32 >= 0";
                 break;
             case "unsupported-text-architecture":
                 text = GgufRewriter.Rewrite(text, Path.Combine(folder, "t.gguf"), metadata: (k, v) => k == "general.architecture" ? GgufValue.Of("llama") : v);

@@ -14,6 +14,9 @@ public static class GoldenData
 
     public static string Folder => Loaded.Value.Folder;
 
+    /// <summary>Whether the data is the repository's own copy (tests that hold measured figures need it).</summary>
+    public static bool IsInRepository => Path.GetFullPath(Folder) == Path.GetFullPath(Path.Combine(RepositoryRoot, "tests", "fixtures", "golden"));
+
     public static IReadOnlyList<GoldenModel> Models => Loaded.Value.Models;
 
     public static IReadOnlyList<(string Text, int[] Ids)> TokenizerCases => Loaded.Value.TokenizerCases;

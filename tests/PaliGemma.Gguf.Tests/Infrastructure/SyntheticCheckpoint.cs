@@ -4,17 +4,21 @@ using PaliGemma.Gguf.Checkpoints;
 namespace PaliGemma.Gguf.Tests.Infrastructure;
 
 /// <summary>
-/// A small random PaliGemma whose text rows are 256 wide, so that llama.cpp's K-quant mixes apply
-/// without the block-size fallbacks the 64-wide golden models hit. Tokenizer and vision tower sizes
-/// follow tiny-paligemma-224.
+/// A small random PaliGemma (Gemma text) or PaliGemma 2 (Gemma 2 text) whose text rows are 256
+/// wide, so that llama.cpp's K-quant mixes apply without the block-size fallbacks the 64-wide
+/// golden models hit. Tokenizer and vision tower sizes follow tiny-paligemma-224.
 /// </summary>
 public static class SyntheticCheckpoint
 {
     private static readonly Lazy<string> Wide = new(() => Create(TestModels.NewFolder("wide-paligemma"), hidden: 256, ffn: 512, layers: 8));
 
+    private static readonly Lazy<string> Wide2 = new(() => Create(TestModels.NewFolder("wide-paligemma2"), hidden: 256, ffn: 512, layers: 8, gemma2: true));
+
     public static string WideGemma => Wide.Value;
 
-    public static string Create(string folder, int hidden, int ffn, int layers, int seed = 1, int imageSize = 224)
+    public static string WideGemma2 => Wide2.Value;
+
+    public static string Create(string folder, int hidden, int ffn, int layers, int seed = 1, int imageSize = 224, bool gemma2 = false)
     {
         var golden = GoldenData.Model("tiny-paligemma-224");
         foreach (string file in new[] { "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json" })
@@ -23,11 +27,15 @@ public static class SyntheticCheckpoint
         }
 
         const int heads = 4, headDim = 64, vision = 64, visionFfn = 112, vocab = 2176;
+        // Gemma 2's query_pre_attn_scalar differs from head_dim so that folding it into attn_q matters.
+        string textModel = gemma2
+            ? "\"model_type\": \"gemma2\", \"query_pre_attn_scalar\": 48, \"attn_logit_softcapping\": 50.0, \"final_logit_softcapping\": 30.0, \"sliding_window\": 4096,"
+            : "\"model_type\": \"gemma\",";
         File.WriteAllText(Path.Combine(folder, "config.json"), $$"""
             {
               "architectures": ["PaliGemmaForConditionalGeneration"], "model_type": "paligemma",
               "hidden_size": {{hidden}}, "projection_dim": {{hidden}}, "image_token_index": 2152, "vocab_size": {{vocab}},
-              "text_config": {"model_type": "gemma", "hidden_size": {{hidden}}, "intermediate_size": {{ffn}}, "num_attention_heads": {{heads}},
+              "text_config": {{{textModel}} "hidden_size": {{hidden}}, "intermediate_size": {{ffn}}, "num_attention_heads": {{heads}},
                 "num_key_value_heads": 1, "head_dim": {{headDim}}, "num_hidden_layers": {{layers}}, "vocab_size": {{vocab}}},
               "vision_config": {"model_type": "siglip_vision_model", "hidden_size": {{vision}}, "intermediate_size": {{visionFfn}},
                 "num_attention_heads": 4, "num_hidden_layers": 2, "patch_size": 14, "image_size": {{imageSize}}, "projection_dim": {{hidden}}}
@@ -51,6 +59,12 @@ public static class SyntheticCheckpoint
             string p = $"language_model.model.layers.{i}";
             tensors.Add(($"{p}.input_layernorm.weight", [hidden], 0.1f, 0));
             tensors.Add(($"{p}.post_attention_layernorm.weight", [hidden], 0.1f, 0));
+            if (gemma2)
+            {
+                tensors.Add(($"{p}.pre_feedforward_layernorm.weight", [hidden], 0.1f, 0));
+                tensors.Add(($"{p}.post_feedforward_layernorm.weight", [hidden], 0.1f, 0));
+            }
+
             tensors.Add(($"{p}.self_attn.q_proj.weight", [heads * headDim, hidden], 0.05f, 0));
             tensors.Add(($"{p}.self_attn.k_proj.weight", [headDim, hidden], 0.05f, 0));
             tensors.Add(($"{p}.self_attn.v_proj.weight", [headDim, hidden], 0.05f, 0));

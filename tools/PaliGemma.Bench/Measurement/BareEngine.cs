@@ -11,13 +11,15 @@ namespace PaliGemma.Bench.Measurement;
 /// The same work as <c>paligemma run</c> straight on LLamaSharp and the llama.cpp natives, with no
 /// product code in between: the yardstick the product is compared with. Load the two files, encode
 /// one S x S picture with mtmd, decode a prefix of image-plus-text rows as one non-causal embeddings
-/// batch, then decode tokens one by one with greedy sampling.
+/// batch, then decode tokens one by one with greedy sampling. The settings the product chooses (the
+/// vision encoder's flash attention, memory mapping) are parameters, so that the comparison is made
+/// with the product's choices and each choice can be measured on its own.
 /// </summary>
 internal static class BareEngine
 {
     public sealed record Result(double LoadMs, double ImageEncodeMs, double PrefillMs, double DecodeTokensPerSecond, long PeakRssBytes);
 
-    public static Result Run(string textModel, string mmproj, int threads, int textRows, int tokens, bool memoryMap)
+    public static Result Run(string textModel, string mmproj, int threads, int textRows, int tokens, bool memoryMap, LLamaFlashAttentionType encoderFlashAttention)
     {
         NativeLibraryConfig.All.WithLogCallback((_, _) => { });
         NativeApi.llama_empty_call();
@@ -34,6 +36,7 @@ internal static class BareEngine
         var mtmdParameters = MtmdContextParams.Default();
         mtmdParameters.NThreads = threads;
         mtmdParameters.PrintTimings = false;
+        mtmdParameters.FlashAttentionType = encoderFlashAttention;
         using var mtmd = MtmdWeights.LoadFromFile(mmproj, weights, mtmdParameters);
         double loadMs = clock.Elapsed.TotalMilliseconds;
 
