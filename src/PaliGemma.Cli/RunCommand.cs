@@ -42,13 +42,15 @@ internal static class RunCommand
         var mmprojType = new Option<string>("--mmproj-type") { Description = "mmproj type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Generate exactly --max-tokens-to-generate tokens, past end-of-sequence (benchmarks)" };
         var annotate = new Option<FileInfo?>("--annotate") { Description = "Write the picture with the detected boxes drawn and labelled to this PNG (for \"detect ...\" prompts)" };
+        var vae = new Option<FileInfo?>("--vae") { Description = "Segmentation mask decoder vae-oid.npz [default: $PALIGEMMA_VAE, else next to the model, else ~/.cache/paligemma-gguf/]" };
+        var masksDir = new Option<DirectoryInfo?>("--masks-dir") { Description = "Write one 8-bit PNG mask per segmented object to this folder (for \"segment ...\" prompts)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (text, tokens, timings) at the end instead of streaming text" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Show llama.cpp/mtmd logs and stack traces" };
 
         var command = new Command("run", "Generate text for a picture and a prompt")
         {
             model, mmproj, modelPath, image, prompt, maxTokens, temperature, topP, topK, doSample, seed, threads,
-            onlyCpu, gpuLayers, exact, mmap, outType, mmprojType, ignoreEos, annotate, json, verbose,
+            onlyCpu, gpuLayers, exact, mmap, outType, mmprojType, ignoreEos, annotate, vae, masksDir, json, verbose,
             hub.Revision, hub.Token, hub.CacheDir,
         };
 
@@ -101,6 +103,11 @@ internal static class RunCommand
             }
 
             var objects = DetectionParser.Parse(result.Text, picture.OriginalWidth, picture.OriginalHeight);
+            objects = Segmentation.AddMasks(objects, picture.OriginalWidth, picture.OriginalHeight, parsed.GetValue(vae), parsed.GetValue(modelPath) ?? Path.GetDirectoryName(files.TextModelPath));
+            if (parsed.GetValue(masksDir) is { } folder)
+            {
+                Segmentation.WriteMaskPngs(folder.FullName, objects);
+            }
             if (parsed.GetValue(annotate) is { } annotated)
             {
                 BoxAnnotator.Annotate(parsed.GetValue(image)!.FullName, objects, annotated.FullName);

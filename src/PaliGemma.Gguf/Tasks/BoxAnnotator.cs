@@ -58,6 +58,16 @@ public static class BoxAnnotator
         int textScale = Math.Max(1, shortSide / 250);
         var palette = new LabelPalette();
         var drawn = new List<(string Label, PixelBox Box, Rgba32 Color)>();
+
+        // Masks first, so that outlines and labels stay on top of every mask.
+        foreach (DetectedObject detected in objects)
+        {
+            if (detected.Mask is { } mask && mask.PictureWidth == image.Width && mask.PictureHeight == image.Height)
+            {
+                Tint(image, mask, palette.ColorOf(detected.Label));
+            }
+        }
+
         foreach (DetectedObject detected in objects)
         {
             PixelBox box = ClampTo(detected.Box, image);
@@ -76,6 +86,34 @@ public static class BoxAnnotator
         {
             DrawLabel(image, label, box, textScale, color);
         }
+    }
+
+    /// <summary>The label's colour over the mask at half opacity times the soft mask, so the mask's soft edge shows.</summary>
+    private static void Tint(Image<Rgba32> image, Segmentation.ObjectMask mask, Rgba32 color)
+    {
+        const int MaxOpacity = 128;
+        PixelBox box = mask.Box;
+        image.ProcessPixelRows(accessor =>
+        {
+            for (int row = 0; row < box.Height; row++)
+            {
+                Span<Rgba32> pixels = accessor.GetRowSpan(box.Y1 + row).Slice(box.X1, box.Width);
+                ReadOnlySpan<byte> soft = mask.BoxMask.AsSpan(row * box.Width, box.Width);
+                for (int x = 0; x < pixels.Length; x++)
+                {
+                    int alpha = soft[x] * MaxOpacity / 255;
+                    if (alpha == 0)
+                    {
+                        continue;
+                    }
+
+                    ref Rgba32 p = ref pixels[x];
+                    p.R = (byte)(((p.R * (255 - alpha)) + (color.R * alpha) + 127) / 255);
+                    p.G = (byte)(((p.G * (255 - alpha)) + (color.G * alpha) + 127) / 255);
+                    p.B = (byte)(((p.B * (255 - alpha)) + (color.B * alpha) + 127) / 255);
+                }
+            }
+        });
     }
 
     private static PixelBox ClampTo(PixelBox box, Image image) => new(

@@ -31,13 +31,7 @@ public static class RunResultJson
 
         writer.WriteEndArray();
         writer.WriteNumber("prompt_tokens", result.PromptTokens);
-        writer.WriteStartArray("objects");
-        foreach (var found in objects)
-        {
-            WriteObject(writer, found);
-        }
-
-        writer.WriteEndArray();
+        WriteObjects(writer, objects);
         writer.WriteString("stop_reason", StopReasonName(result.StopReason));
         writer.WriteStartObject("timings");
         writer.WriteNumber("load_ms", Math.Round(model.LoadTime.TotalMilliseconds, 1));
@@ -61,6 +55,24 @@ public static class RunResultJson
         StopReason.MaxTokens => "max_tokens",
         _ => "cancelled",
     };
+
+    /// <summary>
+    /// The <c>"objects"</c> array: label, box, valid, seg codes when the answer had some, and for a decoded mask
+    /// <c>"mask"</c> (COCO's compressed RLE, as pycocotools' <c>mask.encode</c> returns it, plus the box's 8-bit
+    /// soft mask for drawing) and <c>"mask_pixels"</c>.
+    /// </summary>
+    public static void WriteObjects(Utf8JsonWriter writer, IReadOnlyList<DetectedObject> objects)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        ArgumentNullException.ThrowIfNull(objects);
+        writer.WriteStartArray("objects");
+        foreach (var found in objects)
+        {
+            WriteObject(writer, found);
+        }
+
+        writer.WriteEndArray();
+    }
 
     private static void WriteObject(Utf8JsonWriter writer, DetectedObject found)
     {
@@ -94,9 +106,9 @@ public static class RunResultJson
             writer.WriteNumberValue(mask.PictureWidth);
             writer.WriteEndArray();
             writer.WriteString("counts", mask.ToCocoRle());
-            writer.WriteNumber("pixels", mask.PixelCount);
             writer.WriteBase64String("box_mask", mask.BoxMask);
             writer.WriteEndObject();
+            writer.WriteNumber("mask_pixels", mask.PixelCount);
         }
 
         writer.WriteEndObject();

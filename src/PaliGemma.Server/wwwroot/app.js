@@ -90,7 +90,7 @@ function draw() {
     const label = document.createElement("span");
     label.textContent = o.label || "(no label)";
     const box = document.createElement("code");
-    box.textContent = `[${o.box.join(", ")}]${o.valid ? "" : " invalid, not drawn"}${o.mask ? ` mask ${o.mask.pixels} px` : o.seg ? " (mask codes; the server has no --vae)" : ""}`;
+    box.textContent = `[${o.box.join(", ")}]${o.valid ? "" : " invalid, not drawn"}${o.mask ? ` mask ${o.mask_pixels} px` : o.seg ? " (mask codes; the server has no --vae)" : ""}`;
     li.append(sw, label, box);
     return li;
   }));
