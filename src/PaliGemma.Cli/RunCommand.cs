@@ -126,7 +126,7 @@ internal static class RunCommand
         return command;
     }
 
-    private static ModelFiles ResolveModel(ParseResult parsed, HubCommandOptions hub, string? model, FileInfo? mmproj, string? modelPath, string outType, string mmprojType, CancellationToken cancellationToken)
+    internal static ModelFiles ResolveModel(ParseResult parsed, HubCommandOptions hub, string? model, FileInfo? mmproj, string? modelPath, string outType, string mmprojType, CancellationToken cancellationToken)
     {
         // A Hub name where a path is expected, naming no local file or folder: pull it.
         string? hubReference = HubRepositoryName.IsHubReference(modelPath) ? modelPath : HubRepositoryName.IsHubReference(model) && mmproj is null && modelPath is null ? model : null;
@@ -171,61 +171,7 @@ internal static class RunCommand
         using var stream = Console.OpenStandardOutput();
         using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         writer.WriteStartObject();
-        writer.WriteString("text", result.Text);
-        writer.WriteStartArray("tokens");
-        foreach (int token in result.Tokens)
-        {
-            writer.WriteNumberValue(token);
-        }
-
-        writer.WriteEndArray();
-        writer.WriteNumber("prompt_tokens", result.PromptTokens);
-        writer.WriteStartArray("objects");
-        foreach (var found in objects)
-        {
-            writer.WriteStartObject();
-            writer.WriteString("label", found.Label);
-            writer.WriteStartArray("box");
-            foreach (int coordinate in new[] { found.Box.X1, found.Box.Y1, found.Box.X2, found.Box.Y2 })
-            {
-                writer.WriteNumberValue(coordinate);
-            }
-
-            writer.WriteEndArray();
-            writer.WriteBoolean("valid", found.IsValid);
-            if (found.SegmentCodes is { } codes)
-            {
-                writer.WriteStartArray("seg");
-                foreach (int code in codes)
-                {
-                    writer.WriteNumberValue(code);
-                }
-
-                writer.WriteEndArray();
-            }
-
-            writer.WriteEndObject();
-        }
-
-        writer.WriteEndArray();
-        writer.WriteString("stop_reason", result.StopReason switch
-        {
-            StopReason.EndOfSequence => "eos",
-            StopReason.MaxTokens => "max_tokens",
-            _ => "cancelled",
-        });
-        writer.WriteStartObject("timings");
-        writer.WriteNumber("load_ms", Math.Round(model.LoadTime.TotalMilliseconds, 1));
-        writer.WriteNumber("image_encode_ms", Math.Round(result.Timings.ImageEncodeMs, 1));
-        writer.WriteNumber("prefill_ms", Math.Round(result.Timings.PrefillMs, 1));
-        writer.WriteNumber("decode_tokens_per_s", Math.Round(result.Timings.DecodeTokensPerSecond, 2));
-        if (ProcessMemory.PeakResidentBytes() is { } peak)
-        {
-            writer.WriteNumber("peak_rss_bytes", peak);
-        }
-
-        writer.WriteEndObject();
-        writer.WriteBoolean("memory_mapped", model.MemoryMapped);
+        ResultJson.WriteFields(writer, result, objects, model);
         writer.WriteEndObject();
         writer.Flush();
         stream.Write("\n"u8);

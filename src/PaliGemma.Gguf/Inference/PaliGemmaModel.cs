@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using LLama;
 
 namespace PaliGemma.Gguf.Inference;
@@ -125,13 +126,129 @@ public sealed class PaliGemmaModel : IDisposable
         return Wait(Submit(Task.FromResult(image), textTokens, options, onToken, cancellationToken));
     }
 
+    /// <summary>
+    /// Runs the picture through the vision tower once, for reuse with any number of prompts
+    /// (<see cref="GenerateAsync(ImageEmbedding, string, GenerationOptions?, Action{GeneratedToken}?, CancellationToken)"/>).
+    /// Queued like any request.
+    /// </summary>
+    public Task<ImageEmbedding> EmbedImageAsync(string imagePath, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        var image = Task.Run(() => ImagePreprocessor.Load(imagePath, ImageSize, Options.MaxImagePixels), CancellationToken.None);
+        return _queue.Submit(_ => Embed(image.GetAwaiter().GetResult()), cancellationToken, image);
+    }
+
+    /// <summary>Runs a picture already prepared at <see cref="ImageSize"/> through the vision tower once.</summary>
+    public Task<ImageEmbedding> EmbedImageAsync(PreparedImage image, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        CheckImage(image);
+        return _queue.Submit(_ => Embed(image), cancellationToken);
+    }
+
+    /// <summary>Synchronous <see cref="EmbedImageAsync(PreparedImage, CancellationToken)"/>.</summary>
+    public ImageEmbedding EmbedImage(PreparedImage image, CancellationToken cancellationToken = default) =>
+        Wait(EmbedImageAsync(image, cancellationToken));
+
+    /// <summary>
+    /// Answers a prompt about a picture already embedded: the same tokens as a request with the
+    /// picture itself, without running the vision tower again. <see cref="GenerationTimings.ImageEncodeMs"/> is 0.
+    /// </summary>
+    public Task<GenerationResult> GenerateAsync(ImageEmbedding image, string prompt, GenerationOptions? options = null, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        CheckOwned(image);
+        options ??= new GenerationOptions();
+        options.Validate();
+        int[] textTokens = PrepareText(prompt, options);
+        return _queue.Submit(token => RunWithImageRows(image.ScaledRows, 0, image.Image, textTokens, options, onToken, token), cancellationToken);
+    }
+
+    /// <summary>Synchronous <see cref="GenerateAsync(ImageEmbedding, string, GenerationOptions?, Action{GeneratedToken}?, CancellationToken)"/>.</summary>
+    public GenerationResult Generate(ImageEmbedding image, string prompt, GenerationOptions options, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default) =>
+        Wait(GenerateAsync(image, prompt, options, onToken, cancellationToken));
+
+    /// <summary>Streams the answer to a prompt about a picture already embedded.</summary>
+    public IAsyncEnumerable<GeneratedToken> StreamAsync(ImageEmbedding image, string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
+        TokenStreaming.Stream((onToken, token) => GenerateAsync(image, prompt, options, onToken, token), cancellationToken);
+
+    /// <summary>
+    /// Answers every prompt of every item, in order, one result per (picture, prompt) as each
+    /// finishes. Each picture goes through the vision tower once, and the next picture decodes while
+    /// the current one is answered. A picture that cannot be read, or a prompt that does not fit,
+    /// becomes a result with an <see cref="BatchResult.Error"/> and the batch goes on.
+    /// </summary>
+    public async IAsyncEnumerable<BatchResult> GenerateBatchAsync(IEnumerable<BatchItem> items, GenerationOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        options ??= new GenerationOptions();
+        options.Validate();
+        // Stopping the enumeration early also cancels the picture queued ahead.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var pending = items.GetEnumerator();
+        try
+        {
+            // The next picture is queued before the current one's prompts, so it decodes and goes
+            // through the vision tower while nothing else is waiting; at most two are held at once.
+            var next = pending.MoveNext() ? (Item: pending.Current, Embedding: EmbedImageAsync(pending.Current.ImagePath, stop.Token)) : default;
+            while (next.Item is not null)
+            {
+                var (item, embedding) = next;
+                next = pending.MoveNext() ? (pending.Current, EmbedImageAsync(pending.Current.ImagePath, stop.Token)) : default;
+                var (image, imageError) = await Refusable(embedding);
+                foreach (string prompt in item.Prompts)
+                {
+                    if (image is null)
+                    {
+                        yield return new BatchResult(item.ImagePath, prompt, null, imageError);
+                        continue;
+                    }
+
+                    var (result, promptError) = await Refusable(() => GenerateAsync(image, prompt, options, null, stop.Token));
+                    yield return new BatchResult(item.ImagePath, prompt, result, promptError);
+                }
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+        }
+    }
+
+    /// <summary>The result, or the one-line message of a refusal (PaliGemmaException): bugs still throw.</summary>
+    private static async Task<(T? Value, string? Error)> Refusable<T>(Task<T> task)
+        where T : class
+    {
+        try
+        {
+            return (await task, null);
+        }
+        catch (PaliGemmaException e)
+        {
+            return (null, e.Message);
+        }
+    }
+
+    private static Task<(T? Value, string? Error)> Refusable<T>(Func<Task<T>> start)
+        where T : class
+    {
+        try
+        {
+            return Refusable(start());
+        }
+        catch (PaliGemmaException e)
+        {
+            return Task.FromResult<(T?, string?)>((null, e.Message));
+        }
+    }
+
     private bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
     private Task<GenerationResult> Submit(Task<PreparedImage> image, int[] textTokens, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken) =>
         _queue.Submit(token => Run(image.GetAwaiter().GetResult(), textTokens, options, onToken, token), cancellationToken, image);
 
     /// <summary>A synchronous caller's wait: never on the model's own thread, where it would wait for itself.</summary>
-    private GenerationResult Wait(Task<GenerationResult> request)
+    private T Wait<T>(Task<T> request)
     {
         if (_queue.IsServingThread)
         {
@@ -160,11 +277,32 @@ public sealed class PaliGemmaModel : IDisposable
     /// <summary>One request, with the model to itself (on the queue's thread).</summary>
     private GenerationResult Run(PreparedImage image, int[] textTokens, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken)
     {
+        var embedding = Embed(image);
+        return RunWithImageRows(embedding.ScaledRows, embedding.EncodeMs, image, textTokens, options, onToken, cancellationToken);
+    }
+
+    private ImageEmbedding Embed(PreparedImage image)
+    {
         CheckImage(image);
+        var clock = Stopwatch.StartNew();
+        float[] rows = _prefix.ScaleImageRows(_prefix.EncodeImage(image));
+        return new ImageEmbedding(this, image, rows, clock.Elapsed.TotalMilliseconds);
+    }
+
+    private GenerationResult RunWithImageRows(float[] scaledImageRows, double imageEncodeMs, PreparedImage image, int[] textTokens, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken)
+    {
         int prefixLength = ImageTokens + textTokens.Length;
         using var decoder = CreateDecoder(prefixLength, options.MaxNewTokens);
-        float[] prefix = BuildPrefix(image, textTokens, out double imageEncodeMs);
+        float[] prefix = _prefix.Assemble(scaledImageRows, textTokens);
         return TokenGenerator.Run(_weights.Text, decoder, prefix, prefixLength, imageEncodeMs, image, options, onToken, cancellationToken);
+    }
+
+    private void CheckOwned(ImageEmbedding image)
+    {
+        if (image.Model != this)
+        {
+            throw new PaliGemmaException("the image embedding was made by another model: embed the picture with this one");
+        }
     }
 
     /// <summary>The prefix as rows: image rows from the vision tower, then the text rows, scaled for the graph.</summary>
