@@ -64,9 +64,5 @@ internal static class AnnotateCommand
         return command;
     }
 
-    private static (int Width, int Height) PictureSize(string path)
-    {
-        using var decoded = ImagePreprocessor.DecodeFile(path);
-        return (decoded.Width, decoded.Height);
-    }
+    private static (int Width, int Height) PictureSize(string path) => ImagePreprocessor.DecodedSize(path);
 }

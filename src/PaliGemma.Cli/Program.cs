@@ -10,6 +10,7 @@ public static class Program
     public static RootCommand BuildCommand() => new("Run Google's PaliGemma vision-language models locally on llama.cpp: image + prompt -> text.")
     {
         RunCommand.Build(),
+        Batch.BatchCommand.Build(),
         PullCommand.Build(),
         InspectCommand.Build(),
         QuantizeCommand.Build(),

@@ -12,15 +12,15 @@ internal static class EmbeddingScaleProbe
 
     public sealed record Result(bool GraphScalesEmbeddings, double RawRowDifference, double ScaledRowDifference);
 
-    public static Result Run(PaliGemmaModel model)
+    public static Result Run(LoadedWeights weights, ModelOptions options, string textModelPath)
     {
-        int bos = (int)(model.Weights.Vocab.BOS ?? 2);
-        int dimension = model.EmbeddingSize;
-        using var decoder = new PrefixLmDecoder(model.Weights, model.Options with { Precision = Precision.Exact }, 8, 1);
+        int bos = (int)(weights.Text.Vocab.BOS ?? 2);
+        int dimension = weights.Text.EmbeddingSize;
+        using var decoder = new PrefixLmDecoder(weights.Text, options with { Precision = Precision.Exact }, 8, 1);
         float[] reference = decoder.DecodeToken(bos).ToArray();
 
         var row = new float[dimension];
-        model.ReadTokenEmbedding(bos, row);
+        weights.TokenEmbeddings.ReadRow(bos, row);
         double tolerance = AgreementTolerance * (1 + reference.Max(Math.Abs));
         double raw = Difference(reference, DecodeRow(decoder, row));
         if (raw <= tolerance)
@@ -36,7 +36,7 @@ internal static class EmbeddingScaleProbe
             // Neither known graph: picking the closer guess would run every request with wrong
             // image/text scaling, so refuse to load instead.
             throw new PaliGemmaException(
-                $"{model.TextModelPath}: this llama.cpp build's text graph treats embedding inputs in an unknown way " +
+                $"{textModelPath}: this llama.cpp build's text graph treats embedding inputs in an unknown way " +
                 $"(|Δlogit| {raw:G3} with the raw row, {scaled:G3} scaled by sqrt(n_embd)); see docs/DESIGN.md §6");
         }
 

@@ -50,6 +50,16 @@ public static class ImagePreprocessor
         return PictureDecoder.Decode(stream, path, maxPixels);
     }
 
+    /// <summary>
+    /// The picture's size as the model and the boxes see it (after the EXIF orientation), with the same checks as
+    /// <see cref="Load(string, int, long, BicubicVariant)"/>.
+    /// </summary>
+    public static (int Width, int Height) DecodedSize(string path)
+    {
+        RgbPicture picture = DecodePicture(path);
+        return (picture.Width, picture.Height);
+    }
+
     private static FileStream OpenFile(string path)
     {
         if (!File.Exists(path))

@@ -1,54 +1,39 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using System.Text;
-using System.Threading.Channels;
 using LLama;
-using LLama.Common;
-using LLama.Native;
-using LLama.Sampling;
-using PaliGemma.Gguf.Gguf;
-using PaliGemma.Gguf.Native;
 
 namespace PaliGemma.Gguf.Inference;
 
 /// <summary>
-/// A PaliGemma model (text GGUF + mmproj GGUF) loaded once, answering any number of
-/// (image, prompt) requests. Requests from several threads are served one at a time, in order:
-/// the object is safe to share, and each request computes exactly what it would alone.
+/// A PaliGemma model (text GGUF + mmproj GGUF) loaded once, answering any number of (image, prompt)
+/// requests. The object is safe to share between threads: requests, synchronous or asynchronous,
+/// are served one at a time in the order they were made, each computing exactly what it would alone.
 /// </summary>
+/// <remarks>
+/// <see cref="Dispose"/> rejects requests still waiting (their tasks fail with
+/// <see cref="ObjectDisposedException"/>), cancels the one running (it returns what it generated,
+/// with <see cref="StopReason.Cancelled"/>) and returns once native work has stopped.
+/// </remarks>
 public sealed class PaliGemmaModel : IDisposable
 {
-    private const string MediaMarker = "<__media__>";
+    private readonly LoadedWeights _weights;
+    private readonly PrefixAssembler _prefix;
+    private readonly RequestQueue _queue;
+    private int _disposed;
 
-    private readonly LLamaWeights _weights;
-    private readonly MtmdWeights _mtmd;
-    private readonly TokenEmbeddingTable _tokenEmbeddings;
-    private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly float _imageRowScale;
-    private readonly float _textRowScale;
-    private bool _disposed;
-
-    private PaliGemmaModel(string textModelPath, string mmprojPath, ModelOptions options, LLamaWeights weights, MtmdWeights mtmd, TokenEmbeddingTable tokenEmbeddings, int imageSize, int imageTokens, bool memoryMapped, TimeSpan loadTime)
+    private PaliGemmaModel(string textModelPath, string mmprojPath, ModelOptions options, LoadedWeights weights, TimeSpan loadTime)
     {
         TextModelPath = textModelPath;
         MmprojPath = mmprojPath;
         Options = options;
         _weights = weights;
-        _mtmd = mtmd;
-        _tokenEmbeddings = tokenEmbeddings;
-        ImageSize = imageSize;
-        ImageTokens = imageTokens;
-        MemoryMapped = memoryMapped;
         LoadTime = loadTime;
-        EmbeddingSize = weights.EmbeddingSize;
-        ContextLength = weights.ContextSize;
 
         // The gemma graphs multiply every input row by sqrt(n_embd), embeddings included; upstream
         // has changed this before, so measure it instead of assuming it.
-        ProbeResult = EmbeddingScaleProbe.Run(this);
-        float sqrtEmbedding = MathF.Sqrt(EmbeddingSize);
-        _imageRowScale = ProbeResult.GraphScalesEmbeddings ? 1f / sqrtEmbedding : 1f;
-        _textRowScale = ProbeResult.GraphScalesEmbeddings ? 1f : sqrtEmbedding;
+        ProbeResult = EmbeddingScaleProbe.Run(weights, options, textModelPath);
+        _prefix = new PrefixAssembler(weights, textModelPath, ProbeResult.GraphScalesEmbeddings);
+        _queue = new RequestQueue(nameof(PaliGemmaModel));
     }
 
     public string TextModelPath { get; }
@@ -58,291 +43,288 @@ public sealed class PaliGemmaModel : IDisposable
     public ModelOptions Options { get; }
 
     /// <summary>Side of the square the picture is stretched to (224, 448 or 896).</summary>
-    public int ImageSize { get; }
+    public int ImageSize => _weights.ImageSize;
 
     /// <summary>Image tokens per picture: (ImageSize / 14)^2.</summary>
-    public int ImageTokens { get; }
+    public int ImageTokens => _weights.ImageTokens;
 
-    public int EmbeddingSize { get; }
+    public int EmbeddingSize => _weights.Text.EmbeddingSize;
 
     /// <summary>The model's training context: prefix plus generated tokens must fit.</summary>
-    public int ContextLength { get; }
+    public int ContextLength => _weights.Text.ContextSize;
 
-    public bool MemoryMapped { get; }
+    public bool MemoryMapped => _weights.MemoryMapped;
 
     public TimeSpan LoadTime { get; }
 
     internal EmbeddingScaleProbe.Result ProbeResult { get; }
 
-    internal LLamaWeights Weights => _weights;
+    internal LLamaWeights Weights => _weights.Text;
+
+    /// <summary>Requests made and not yet started.</summary>
+    internal int WaitingRequests => _queue.Waiting;
 
     /// <summary>Loads a text GGUF and its mmproj after checking both for what would crash the natives.</summary>
     public static PaliGemmaModel Load(string textModelPath, string mmprojPath, ModelOptions? options = null)
     {
         options ??= new ModelOptions();
-        if (options.Threads < 1 || options.GpuLayers < 0)
-        {
-            throw new PaliGemmaException("threads must be >= 1 and GPU layers >= 0");
-        }
-
         var clock = Stopwatch.StartNew();
-        var textFile = GgufFile.Open(textModelPath);
-        int embedding = ModelFileValidator.ValidateTextModel(textFile);
-        var (imageSize, imageTokens) = ModelFileValidator.ValidateMmproj(GgufFile.Open(mmprojPath), embedding);
-
-        NativeLibraries.LogSink = options.NativeLog;
-        NativeLibraries.EnsureLoaded();
-
-        bool memoryMap = options.MemoryMap ?? !HasRepackedTensors(textFile);
-        var parameters = new ModelParams(textModelPath)
-        {
-            GpuLayerCount = options.GpuLayers,
-            LoadMode = memoryMap ? LLamaLoadMode.MemoryMap : LLamaLoadMode.None,
-        };
-
-        LLamaWeights? weights = null;
-        MtmdWeights? mtmd = null;
-        TokenEmbeddingTable? table = null;
+        var weights = ModelLoader.Load(textModelPath, mmprojPath, options);
         try
         {
-            weights = options.LoadProgress is null
-                ? LLamaWeights.LoadFromFile(parameters)
-                : LLamaWeights.LoadFromFileAsync(parameters, CancellationToken.None, options.LoadProgress).GetAwaiter().GetResult();
-            var mtmdParameters = MtmdContextParams.Default();
-            mtmdParameters.NThreads = options.Threads;
-            mtmdParameters.UseGpu = options.GpuLayers > 0;
-            mtmdParameters.PrintTimings = false;
-            mtmdParameters.MediaMarker = MediaMarker;
-            // Measured on SigLIP So400m at 224 px, 2 CPU threads: flash attention makes the vision
-            // encoder slower (1.69 s vs 1.27 s) and less exact, so it is off in both precisions.
-            mtmdParameters.FlashAttentionType = LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED;
-            mtmd = MtmdWeights.LoadFromFile(mmprojPath, weights, mtmdParameters);
-            table = new TokenEmbeddingTable(textFile);
-            return new PaliGemmaModel(textModelPath, mmprojPath, options, weights, mtmd, table, imageSize, imageTokens, memoryMap, clock.Elapsed);
-        }
-        catch (Exception e) when (e is not PaliGemmaException)
-        {
-            table?.Dispose();
-            mtmd?.Dispose();
-            weights?.Dispose();
-            throw new PaliGemmaException($"llama.cpp could not load {textModelPath} with {mmprojPath}: {e.Message}", e);
+            return new PaliGemmaModel(textModelPath, mmprojPath, options, weights, clock.Elapsed);
         }
         catch
         {
-            table?.Dispose();
-            mtmd?.Dispose();
-            weights?.Dispose();
+            weights.Dispose();
             throw;
         }
     }
 
-    /// <summary>llama.cpp's CPU backend repacks these types into an anonymous copy at load.</summary>
-    private static bool HasRepackedTensors(GgufFile file) =>
-        file.Tensors.Any(t => t.Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.IQ4_NL);
-
     /// <summary>Token ids of the prefix's text part: BOS, the prompt, then "\n" as its own piece (big_vision).</summary>
-    public int[] TokenizePrompt(string prompt)
-    {
-        var bos = _weights.Vocab.BOS ?? throw new PaliGemmaException($"{TextModelPath}: the vocabulary has no BOS token");
-        var ids = new List<int> { (int)bos };
-        ids.AddRange(_weights.Tokenize(prompt, false, true, Encoding.UTF8).Select(t => (int)t));
-        ids.AddRange(_weights.Tokenize("\n", false, true, Encoding.UTF8).Select(t => (int)t));
-        return ids.ToArray();
-    }
+    public int[] TokenizePrompt(string prompt) => _prefix.TokenizePrompt(prompt);
 
-    /// <summary>Runs one request; <paramref name="onToken"/> sees each token as it is generated.</summary>
-    public async Task<GenerationResult> GenerateAsync(GenerationRequest request, GenerationOptions? options = null, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default)
+    /// <summary>Runs one request; <paramref name="onToken"/> sees each token as it is generated (on the model's thread).</summary>
+    public Task<GenerationResult> GenerateAsync(GenerationRequest request, GenerationOptions? options = null, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         options ??= new GenerationOptions();
         options.Validate();
-        var image = await Task.Run(() => ImagePreprocessor.Load(request.ImagePath, ImageSize, Options.MaxImagePixels), cancellationToken);
-        int[] textTokens = PrepareText(image, request.Prompt, options);
+        int[] textTokens = PrepareText(request.Prompt, options);
 
-        // Queued requests wait without holding a thread.
-        await _gate.WaitAsync(cancellationToken);
-        try
-        {
-            return await Task.Run(() => Run(image, textTokens, options, onToken, cancellationToken), CancellationToken.None);
-        }
-        finally
-        {
-            _gate.Release();
-        }
+        // The picture decodes now, in parallel with whatever the model is doing; the request's place
+        // in the queue is taken now too, so arrival order holds whatever the picture costs to decode.
+        var image = Task.Run(() => ImagePreprocessor.Load(request.ImagePath, ImageSize, Options.MaxImagePixels), CancellationToken.None);
+        return Submit(image, textTokens, options, onToken, cancellationToken);
     }
 
-    /// <summary>Streams the generated text of one request, token by token.</summary>
-    public async IAsyncEnumerable<GeneratedToken> StreamAsync(GenerationRequest request, GenerationOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
-    {
-        var channel = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    /// <summary>
+    /// Streams the generated text of one request, token by token. Leaving the loop early stops the
+    /// generation; cancelling <paramref name="cancellationToken"/>, while queued or running, throws
+    /// <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public IAsyncEnumerable<GeneratedToken> StreamAsync(GenerationRequest request, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
+        TokenStreaming.Stream((onToken, token) => GenerateAsync(request, options, onToken, token), cancellationToken);
 
-        // A consumer that stops enumerating early stops the generation too, freeing the model.
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var generation = GenerateAsync(request, options, token => channel.Writer.TryWrite(token), stop.Token)
-            .ContinueWith(t => channel.Writer.TryComplete(t.Exception?.InnerException), TaskScheduler.Default);
-        try
-        {
-            await foreach (var token in channel.Reader.ReadAllAsync(CancellationToken.None))
-            {
-                yield return token;
-            }
-        }
-        finally
-        {
-            await stop.CancelAsync();
-            await generation;
-        }
-    }
-
-    /// <summary>Runs one request synchronously.</summary>
+    /// <summary>Runs one request synchronously, waiting its turn behind earlier requests.</summary>
     public GenerationResult Generate(GenerationRequest request, GenerationOptions options, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         options.Validate();
-        return Generate(ImagePreprocessor.Load(request.ImagePath, ImageSize, Options.MaxImagePixels), request.Prompt, options, onToken, cancellationToken);
+        int[] textTokens = PrepareText(request.Prompt, options);
+        var image = Task.Run(() => ImagePreprocessor.Load(request.ImagePath, ImageSize, Options.MaxImagePixels), CancellationToken.None);
+        return Wait(Submit(image, textTokens, options, onToken, cancellationToken));
     }
 
     /// <summary>Runs one request on a picture already prepared at <see cref="ImageSize"/>.</summary>
     public GenerationResult Generate(PreparedImage image, string prompt, GenerationOptions options, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         options.Validate();
-        int[] textTokens = PrepareText(image, prompt, options);
-        _gate.Wait(cancellationToken);
+        CheckImage(image);
+        int[] textTokens = PrepareText(prompt, options);
+        return Wait(Submit(Task.FromResult(image), textTokens, options, onToken, cancellationToken));
+    }
+
+    /// <summary>
+    /// Runs the picture through the vision tower once, for reuse with any number of prompts
+    /// (<see cref="GenerateAsync(ImageEmbedding, string, GenerationOptions?, Action{GeneratedToken}?, CancellationToken)"/>).
+    /// Queued like any request.
+    /// </summary>
+    public Task<ImageEmbedding> EmbedImageAsync(string imagePath, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        var image = Task.Run(() => ImagePreprocessor.Load(imagePath, ImageSize, Options.MaxImagePixels), CancellationToken.None);
+        return _queue.Submit(_ => Embed(image.GetAwaiter().GetResult()), cancellationToken, image);
+    }
+
+    /// <summary>Runs a picture already prepared at <see cref="ImageSize"/> through the vision tower once.</summary>
+    public Task<ImageEmbedding> EmbedImageAsync(PreparedImage image, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        CheckImage(image);
+        return _queue.Submit(_ => Embed(image), cancellationToken);
+    }
+
+    /// <summary>Synchronous <see cref="EmbedImageAsync(PreparedImage, CancellationToken)"/>.</summary>
+    public ImageEmbedding EmbedImage(PreparedImage image, CancellationToken cancellationToken = default) =>
+        Wait(EmbedImageAsync(image, cancellationToken));
+
+    /// <summary>
+    /// Answers a prompt about a picture already embedded: the same tokens as a request with the
+    /// picture itself, without running the vision tower again. <see cref="GenerationTimings.ImageEncodeMs"/> is 0.
+    /// </summary>
+    public Task<GenerationResult> GenerateAsync(ImageEmbedding image, string prompt, GenerationOptions? options = null, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        CheckOwned(image);
+        options ??= new GenerationOptions();
+        options.Validate();
+        int[] textTokens = PrepareText(prompt, options);
+        return _queue.Submit(token => RunWithImageRows(image.ScaledRows, 0, image.Image, textTokens, options, onToken, token), cancellationToken);
+    }
+
+    /// <summary>Synchronous <see cref="GenerateAsync(ImageEmbedding, string, GenerationOptions?, Action{GeneratedToken}?, CancellationToken)"/>.</summary>
+    public GenerationResult Generate(ImageEmbedding image, string prompt, GenerationOptions options, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default) =>
+        Wait(GenerateAsync(image, prompt, options, onToken, cancellationToken));
+
+    /// <summary>Streams the answer to a prompt about a picture already embedded.</summary>
+    public IAsyncEnumerable<GeneratedToken> StreamAsync(ImageEmbedding image, string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
+        TokenStreaming.Stream((onToken, token) => GenerateAsync(image, prompt, options, onToken, token), cancellationToken);
+
+    /// <summary>
+    /// Answers every prompt of every item, in order, one result per (picture, prompt) as each
+    /// finishes. Each picture goes through the vision tower once, and the next picture decodes while
+    /// the current one is answered. A picture that cannot be read, or a prompt that does not fit,
+    /// becomes a result with an <see cref="BatchResult.Error"/> and the batch goes on.
+    /// </summary>
+    public async IAsyncEnumerable<BatchResult> GenerateBatchAsync(IEnumerable<BatchItem> items, GenerationOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        options ??= new GenerationOptions();
+        options.Validate();
+        // Stopping the enumeration early also cancels the picture queued ahead.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var pending = items.GetEnumerator();
         try
         {
-            return Run(image, textTokens, options, onToken, cancellationToken);
+            // The next picture is queued before the current one's prompts, so it decodes and goes
+            // through the vision tower while nothing else is waiting; at most two are held at once.
+            var next = pending.MoveNext() ? (Item: pending.Current, Embedding: EmbedImageAsync(pending.Current.ImagePath, stop.Token)) : default;
+            while (next.Item is not null)
+            {
+                var (item, embedding) = next;
+                next = pending.MoveNext() ? (pending.Current, EmbedImageAsync(pending.Current.ImagePath, stop.Token)) : default;
+                var (image, imageError) = await Refusable(embedding);
+                foreach (string prompt in item.Prompts)
+                {
+                    if (image is null)
+                    {
+                        yield return new BatchResult(item.ImagePath, prompt, null, imageError);
+                        continue;
+                    }
+
+                    var (result, promptError) = await Refusable(() => GenerateAsync(image, prompt, options, null, stop.Token));
+                    yield return new BatchResult(item.ImagePath, prompt, result, promptError);
+                }
+            }
         }
         finally
         {
-            _gate.Release();
+            await stop.CancelAsync();
         }
     }
 
-    /// <summary>Checks the request before it waits for the model; returns the prefix's text tokens.</summary>
-    private int[] PrepareText(PreparedImage image, string prompt, GenerationOptions options)
+    /// <summary>The result, or the one-line message of a refusal (PaliGemmaException): bugs still throw.</summary>
+    private static async Task<(T? Value, string? Error)> Refusable<T>(Task<T> task)
+        where T : class
+    {
+        try
+        {
+            return (await task, null);
+        }
+        catch (PaliGemmaException e)
+        {
+            return (null, e.Message);
+        }
+    }
+
+    private static Task<(T? Value, string? Error)> Refusable<T>(Func<Task<T>> start)
+        where T : class
+    {
+        try
+        {
+            return Refusable(start());
+        }
+        catch (PaliGemmaException e)
+        {
+            return Task.FromResult<(T?, string?)>((null, e.Message));
+        }
+    }
+
+    private bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    private Task<GenerationResult> Submit(Task<PreparedImage> image, int[] textTokens, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken) =>
+        _queue.Submit(token => Run(image.GetAwaiter().GetResult(), textTokens, options, onToken, token), cancellationToken, image);
+
+    /// <summary>A synchronous caller's wait: never on the model's own thread, where it would wait for itself.</summary>
+    private T Wait<T>(Task<T> request)
+    {
+        if (_queue.IsServingThread)
+        {
+            throw new InvalidOperationException("a request cannot wait for the model from inside another request's token callback");
+        }
+
+        return request.GetAwaiter().GetResult();
+    }
+
+    private void CheckImage(PreparedImage image)
     {
         if (image.Size != ImageSize || image.Rgb.Length != ImageSize * ImageSize * 3)
         {
             throw new PaliGemmaException($"the image is prepared at {image.Size} px but the model takes {ImageSize} px");
         }
+    }
 
+    /// <summary>Checks the request before it waits for the model; returns the prefix's text tokens.</summary>
+    private int[] PrepareText(string prompt, GenerationOptions options)
+    {
         int[] textTokens = TokenizePrompt(prompt);
         CheckFits(ImageTokens + textTokens.Length, options.MaxNewTokens);
         return textTokens;
     }
 
-    /// <summary>One request, with the model to itself (the caller holds the gate).</summary>
+    /// <summary>One request, with the model to itself (on the queue's thread).</summary>
     private GenerationResult Run(PreparedImage image, int[] textTokens, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken)
+    {
+        var embedding = Embed(image);
+        return RunWithImageRows(embedding.ScaledRows, embedding.EncodeMs, image, textTokens, options, onToken, cancellationToken);
+    }
+
+    private ImageEmbedding Embed(PreparedImage image)
+    {
+        CheckImage(image);
+        var clock = Stopwatch.StartNew();
+        float[] rows = _prefix.ScaleImageRows(_prefix.EncodeImage(image));
+        return new ImageEmbedding(this, image, rows, clock.Elapsed.TotalMilliseconds);
+    }
+
+    private GenerationResult RunWithImageRows(float[] scaledImageRows, double imageEncodeMs, PreparedImage image, int[] textTokens, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken)
     {
         int prefixLength = ImageTokens + textTokens.Length;
         using var decoder = CreateDecoder(prefixLength, options.MaxNewTokens);
-        var clock = Stopwatch.StartNew();
-        float[] prefix = BuildPrefix(image, textTokens, out double imageEncodeMs);
-        clock.Restart();
-        decoder.DecodePrefix(prefix, prefixLength);
-        double prefillMs = clock.Elapsed.TotalMilliseconds;
+        float[] prefix = _prefix.Assemble(scaledImageRows, textTokens);
+        return TokenGenerator.Run(_weights.Text, decoder, prefix, prefixLength, imageEncodeMs, image, options, onToken, cancellationToken);
+    }
 
-        using var sampler = CreateSampler(options);
-        var decoded = new StreamingTokenDecoder(Encoding.UTF8, _weights) { DecodeSpecialTokens = true };
-        var tokens = new List<int>();
-        var text = new StringBuilder();
-        var stop = StopReason.MaxTokens;
-        clock.Restart();
-        int decodedTokens = 0;
-        while (tokens.Count < options.MaxNewTokens)
+    private void CheckOwned(ImageEmbedding image)
+    {
+        if (image.Model != this)
         {
-            if (cancellationToken.IsCancellationRequested)
-            {
-                stop = StopReason.Cancelled;
-                break;
-            }
-
-            // Sample also accepts the token into the chain: accepting it again would count it twice
-            // for any stateful sampler (penalties, grammars).
-            var token = sampler.Sample(decoder.Handle, decoder.LastLogitsIndex);
-            if (!options.IgnoreEndOfSequence && _weights.Vocab.EOS is { } eos && token == eos)
-            {
-                stop = StopReason.EndOfSequence;
-                break;
-            }
-
-            tokens.Add((int)token);
-            decoded.Add(token);
-            string piece = decoded.Read();
-            text.Append(piece);
-            onToken?.Invoke(new GeneratedToken((int)token, piece));
-            if (tokens.Count < options.MaxNewTokens)
-            {
-                decoder.DecodeToken((int)token);
-                decodedTokens++;
-            }
+            throw new PaliGemmaException("the image embedding was made by another model: embed the picture with this one");
         }
-
-        var timings = new GenerationTimings(imageEncodeMs, prefillMs, clock.Elapsed.TotalMilliseconds, decodedTokens);
-        return new GenerationResult(text.ToString(), tokens, prefixLength, stop, timings, image);
     }
 
     /// <summary>The prefix as rows: image rows from the vision tower, then the text rows, scaled for the graph.</summary>
+    /// <remarks>Bypasses the queue: for tests and tools that hold the model alone.</remarks>
     internal float[] BuildPrefix(PreparedImage image, int[] textTokens, out double imageEncodeMs)
     {
         var clock = Stopwatch.StartNew();
-        float[] imageRows = EncodeImage(image);
+        float[] imageRows = _prefix.ScaleImageRows(_prefix.EncodeImage(image));
         imageEncodeMs = clock.Elapsed.TotalMilliseconds;
-
-        int dimension = EmbeddingSize;
-        var rows = new float[(ImageTokens + textTokens.Length) * dimension];
-        for (int i = 0; i < imageRows.Length; i++)
-        {
-            rows[i] = imageRows[i] * _imageRowScale;
-        }
-
-        for (int t = 0; t < textTokens.Length; t++)
-        {
-            var row = rows.AsSpan((ImageTokens + t) * dimension, dimension);
-            ReadTokenEmbedding(textTokens[t], row);
-            if (_textRowScale != 1f)
-            {
-                for (int i = 0; i < row.Length; i++)
-                {
-                    row[i] *= _textRowScale;
-                }
-            }
-        }
-
-        return rows;
+        return _prefix.Assemble(imageRows, textTokens);
     }
 
     /// <summary>The projector's output W x + b for the picture (ImageTokens x EmbeddingSize), before any scaling.</summary>
-    internal float[] EncodeImage(PreparedImage image)
-    {
-        using var bitmap = SafeMtmdEmbed.FromRgbBytes((uint)image.Size, (uint)image.Size, image.Rgb)
-            ?? throw new PaliGemmaException("mtmd could not take the image");
-        int status = _mtmd.Tokenize(MediaMarker, false, true, [bitmap], out var chunks);
-        if (status != 0 || chunks is null)
-        {
-            throw new PaliGemmaException($"mtmd could not tokenize the image (status {status})");
-        }
+    /// <remarks>Bypasses the queue: for tests and tools that hold the model alone.</remarks>
+    internal float[] EncodeImage(PreparedImage image) => _prefix.EncodeImage(image);
 
-        using (chunks)
-        {
-            var chunk = chunks.Enumerate().FirstOrDefault(c => c.Type == SafeMtmdInputChunk.SafeMtmdInputChunkType.Image)
-                ?? throw new PaliGemmaException("mtmd produced no image chunk");
-            if ((int)chunk.NTokens != ImageTokens)
-            {
-                throw new PaliGemmaException($"mtmd made {chunk.NTokens} image tokens, expected {ImageTokens}");
-            }
-
-            return MtmdNative.EncodeImage(_mtmd.NativeHandle, chunk, ImageTokens, EmbeddingSize);
-        }
-    }
-
-    internal void ReadTokenEmbedding(int token, Span<float> destination) => _tokenEmbeddings.ReadRow(token, destination);
+    internal void ReadTokenEmbedding(int token, Span<float> destination) => _weights.TokenEmbeddings.ReadRow(token, destination);
 
     internal PrefixLmDecoder CreateDecoder(int prefixLength, int maxNewTokens)
     {
         CheckFits(prefixLength, maxNewTokens);
-        return new PrefixLmDecoder(_weights, Options, prefixLength + maxNewTokens, prefixLength);
+        return new PrefixLmDecoder(_weights.Text, Options, prefixLength + maxNewTokens, prefixLength);
     }
 
     private void CheckFits(int prefixLength, int maxNewTokens)
@@ -353,27 +335,15 @@ public sealed class PaliGemmaModel : IDisposable
         }
     }
 
-    private static ISamplingPipeline CreateSampler(GenerationOptions options)
-    {
-        if (options.IsGreedy)
-        {
-            return new GreedySamplingPipeline();
-        }
-
-        return new SeedOrderSamplingPipeline(options.Temperature, options.TopP, options.TopK, options.Seed ?? (uint)Random.Shared.Next());
-    }
-
     public void Dispose()
     {
-        if (_disposed)
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
         }
 
-        _disposed = true;
-        _tokenEmbeddings.Dispose();
-        _mtmd.Dispose();
+        // Waits for the running request to leave native code before the handles go.
+        _queue.Dispose();
         _weights.Dispose();
-        _gate.Dispose();
     }
 }

@@ -17,11 +17,22 @@ public static class RunResultJson
     public static void Write(Utf8JsonWriter writer, GenerationResult result, IReadOnlyList<DetectedObject> objects, PaliGemmaModel model, long? peakResidentBytes)
     {
         ArgumentNullException.ThrowIfNull(writer);
+        writer.WriteStartObject();
+        WriteFields(writer, result, objects, model, peakResidentBytes);
+        writer.WriteEndObject();
+    }
+
+    /// <summary>
+    /// The same fields without the enclosing braces, for a caller that adds its own around them (<c>batch</c>'s
+    /// lines start with the picture and the prompt).
+    /// </summary>
+    public static void WriteFields(Utf8JsonWriter writer, GenerationResult result, IReadOnlyList<DetectedObject> objects, PaliGemmaModel model, long? peakResidentBytes)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
         ArgumentNullException.ThrowIfNull(result);
         ArgumentNullException.ThrowIfNull(objects);
         ArgumentNullException.ThrowIfNull(model);
 
-        writer.WriteStartObject();
         writer.WriteString("text", result.Text);
         writer.WriteStartArray("tokens");
         foreach (int token in result.Tokens)
@@ -45,7 +56,6 @@ public static class RunResultJson
 
         writer.WriteEndObject();
         writer.WriteBoolean("memory_mapped", model.MemoryMapped);
-        writer.WriteEndObject();
     }
 
     /// <summary>"eos", "max_tokens" or "cancelled".</summary>
