@@ -113,7 +113,8 @@ internal static class RunCommand
                 BoxAnnotator.Annotate(parsed.GetValue(image)!.FullName, objects, annotated.FullName);
                 if (!isJson)
                 {
-                    Console.Error.WriteLine($"{objects.Count(o => o.IsValid)} boxes drawn on {annotated.FullName}");
+                    int drawn = objects.Count(o => o.IsValid);
+                    Console.Error.WriteLine($"{drawn} {(drawn == 1 ? "box" : "boxes")} drawn on {annotated.FullName}");
                 }
             }
 
