@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using PaliGemma.Gguf.Hub;
 
 namespace PaliGemma.Cli.Shared;
@@ -11,14 +10,13 @@ public sealed class ConsoleDownloadProgress : IProgress<DownloadProgress>
 {
     private const int BarWidth = 24;
     private readonly TextWriter _output;
-    private readonly bool _interactive;
-    private readonly Stopwatch _sinceLastLine = Stopwatch.StartNew();
+    private readonly StatusLine _status;
     private DownloadProgress? _last;
 
     public ConsoleDownloadProgress(TextWriter output, bool interactive)
     {
         _output = output;
-        _interactive = interactive;
+        _status = new StatusLine(output, interactive, 100);
     }
 
     public static ConsoleDownloadProgress ForStandardError() => new(Console.Error, !Console.IsErrorRedirected);
@@ -37,16 +35,7 @@ public sealed class ConsoleDownloadProgress : IProgress<DownloadProgress>
         }
 
         _last = value;
-        if (_interactive && (_sinceLastLine.ElapsedMilliseconds >= 100 || value.BytesDone == value.TotalBytes))
-        {
-            _output.Write($"\r{Describe(value),-100}");
-            _sinceLastLine.Restart();
-        }
-        else if (!_interactive && _sinceLastLine.ElapsedMilliseconds >= 5000)
-        {
-            _output.WriteLine(Describe(value));
-            _sinceLastLine.Restart();
-        }
+        _status.Show(Describe(value), final: value.BytesDone == value.TotalBytes);
     }
 
     /// <summary>Ends the current file's bar with its summary.</summary>
@@ -57,11 +46,7 @@ public sealed class ConsoleDownloadProgress : IProgress<DownloadProgress>
             return;
         }
 
-        if (_interactive)
-        {
-            _output.Write("\r" + new string(' ', 100) + "\r");
-        }
-
+        _status.Clear();
         _output.WriteLine($"  {ConsoleProgress.Bytes(_last.BytesDone)} in {_last.Elapsed.TotalSeconds:F1} s ({ConsoleProgress.Bytes((long)_last.BytesPerSecond)}/s), checksum verified");
         _last = null;
     }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using PaliGemma.Gguf.Conversion;
 
 namespace PaliGemma.Cli.Shared;
@@ -10,15 +9,14 @@ namespace PaliGemma.Cli.Shared;
 public sealed class ConsoleProgress : IProgress<ConversionProgress>
 {
     private readonly TextWriter _output;
-    private readonly bool _interactive;
-    private readonly Stopwatch _sinceLastLine = Stopwatch.StartNew();
+    private readonly StatusLine _status;
     private string? _currentFile;
     private ConversionProgress? _last;
 
     public ConsoleProgress(TextWriter output, bool interactive)
     {
         _output = output;
-        _interactive = interactive;
+        _status = new StatusLine(output, interactive, 110);
     }
 
     public static ConsoleProgress ForStandardError() => new(Console.Error, !Console.IsErrorRedirected);
@@ -33,17 +31,7 @@ public sealed class ConsoleProgress : IProgress<ConversionProgress>
         }
 
         _last = value;
-        bool done = value.BytesWritten == value.TotalBytes;
-        if (_interactive && (_sinceLastLine.ElapsedMilliseconds >= 100 || done))
-        {
-            _output.Write($"\r{Describe(value),-110}");
-            _sinceLastLine.Restart();
-        }
-        else if (!_interactive && _sinceLastLine.ElapsedMilliseconds >= 5000)
-        {
-            _output.WriteLine(Describe(value));
-            _sinceLastLine.Restart();
-        }
+        _status.Show(Describe(value), final: value.BytesWritten == value.TotalBytes);
     }
 
     /// <summary>Ends the current file's progress with its summary.</summary>
@@ -54,11 +42,7 @@ public sealed class ConsoleProgress : IProgress<ConversionProgress>
             return;
         }
 
-        if (_interactive)
-        {
-            _output.Write("\r" + new string(' ', 110) + "\r");
-        }
-
+        _status.Clear();
         _output.WriteLine($"  {_last.TensorCount} tensors, {Bytes(_last.TotalBytes)} in {_last.Elapsed.TotalSeconds:F1} s ({Bytes((long)_last.BytesPerSecond)}/s)");
         _last = null;
     }
