@@ -46,22 +46,12 @@ internal static class Segmentation
     /// The objects with their masks when the answer has segmentation groups and a decoder is found; otherwise as they
     /// are, with one line on stderr saying how to get masks.
     /// </summary>
-    public static IReadOnlyList<DetectedObject> AddMasks(IReadOnlyList<DetectedObject> objects, int width, int height, FileInfo? vaeOption, string? modelFolder)
-    {
-        if (!objects.Any(o => o is { IsValid: true, SegmentCodes: not null }))
-        {
-            return objects;
-        }
+    public static IReadOnlyList<DetectedObject> AddMasks(IReadOnlyList<DetectedObject> objects, int width, int height, FileInfo? vaeOption, string? modelFolder) =>
+        new MaskSource(FindVae(vaeOption, modelFolder)).AddMasks(objects, width, height);
 
-        string? vae = FindVae(vaeOption, modelFolder);
-        if (vae is null)
-        {
-            Console.Error.WriteLine($"segmentation codes without masks: download {VaeUrl} and pass --vae FILE, set PALIGEMMA_VAE, or put {VaeFileName} next to the model or in ~/.cache/paligemma-gguf/");
-            return objects;
-        }
-
-        return MaskDecoder.Load(vae).AddMasks(objects, width, height);
-    }
+    /// <summary>The line that says how to get masks when there is no decoder.</summary>
+    public static string NoDecoderHint =>
+        $"segmentation codes without masks: download {VaeUrl} and pass --vae FILE, set PALIGEMMA_VAE, or put {VaeFileName} next to the model or in ~/.cache/paligemma-gguf/";
 
     /// <summary>One 8-bit PNG per object with a mask, the picture's size: the soft mask x 255, 0 outside the box.</summary>
     public static IReadOnlyList<string> WriteMaskPngs(string folder, IReadOnlyList<DetectedObject> objects)
@@ -107,5 +97,73 @@ internal static class Segmentation
     {
         string name = new([.. label.Take(40).Select(c => char.IsLetterOrDigit(c) ? c : '_')]);
         return name.Length == 0 ? "object" : name;
+    }
+}
+
+/// <summary>
+/// The mask decoder of one command, for any number of answers: loaded at the first answer with segmentation
+/// codes (or at once by <see cref="Preload"/>), and without one the hint printed once, not once per answer.
+/// </summary>
+internal sealed class MaskSource(string? vaePath)
+{
+    private MaskDecoder? _decoder;
+    private bool _hinted;
+
+    /// <summary>The decoder's file, or null when none was found.</summary>
+    public string? VaePath => vaePath;
+
+    /// <summary>Loads the decoder now, so a bad file fails before anything slow starts.</summary>
+    public void Preload()
+    {
+        if (vaePath is not null)
+        {
+            _decoder ??= MaskDecoder.Load(vaePath);
+        }
+    }
+
+    /// <summary>
+    /// For a job whose prompts are known up front: loads the decoder now if a "segment" prompt will need it (a bad
+    /// file fails before the model loads), or prints the hint now if there is none.
+    /// </summary>
+    public void PrepareFor(IEnumerable<string> prompts)
+    {
+        if (!prompts.Any(p => p.TrimStart().StartsWith("segment", StringComparison.OrdinalIgnoreCase)))
+        {
+            return;
+        }
+
+        if (vaePath is null)
+        {
+            Hint();
+        }
+
+        Preload();
+    }
+
+    /// <summary>The objects with their masks when some have segmentation codes and there is a decoder; otherwise as they are.</summary>
+    public IReadOnlyList<DetectedObject> AddMasks(IReadOnlyList<DetectedObject> objects, int width, int height)
+    {
+        if (!objects.Any(o => o is { IsValid: true, SegmentCodes: not null }))
+        {
+            return objects;
+        }
+
+        if (vaePath is null)
+        {
+            Hint();
+            return objects;
+        }
+
+        _decoder ??= MaskDecoder.Load(vaePath);
+        return _decoder.AddMasks(objects, width, height);
+    }
+
+    private void Hint()
+    {
+        if (!_hinted)
+        {
+            Console.Error.WriteLine(Segmentation.NoDecoderHint);
+            _hinted = true;
+        }
     }
 }

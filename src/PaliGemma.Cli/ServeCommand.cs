@@ -16,10 +16,7 @@ internal static class ServeCommand
     public static Command Build()
     {
         var defaults = new ServerOptions();
-        var model = new Option<string?>("--model", "-m") { Description = "Text model GGUF (with --mmproj), or a Hugging Face Hub repository OWNER/NAME" };
-        var mmproj = new Option<FileInfo?>("--mmproj") { Description = "Vision (mmproj) GGUF (with --model)" };
-        var modelPath = new Option<string?>("--model-path", "--model_path") { Description = "Folder with one text GGUF and one mmproj GGUF, a Hugging Face checkpoint folder (converted on first use), or a Hub repository OWNER/NAME" };
-        var hub = HubCommandOptions.Create();
+        var common = GenerationCommandOptions.ForServing();
         var host = new Option<string>("--host") { Description = "Address to listen on; 0.0.0.0 opens it to the network", DefaultValueFactory = _ => defaults.Host };
         var port = new Option<int>("--port") { Description = "TCP port (0: any free port, printed at start)", DefaultValueFactory = _ => defaults.Port };
         var apiKey = new Option<string?>("--api-key") { Description = $"Require Authorization: Bearer KEY on every endpoint but /health and the page (or set {ApiKeyVariable}, which ps does not show)" };
@@ -28,23 +25,16 @@ internal static class ServeCommand
         var maxQueue = new Option<int>("--max-queue") { Description = "Requests that may wait for the model; more get 429", DefaultValueFactory = _ => defaults.MaxQueuedRequests };
         var maxBody = new Option<long>("--max-body-bytes") { Description = "Largest request body", DefaultValueFactory = _ => defaults.MaxRequestBodyBytes };
         var maxPixels = new Option<long>("--max-image-pixels") { Description = "Pictures declaring more pixels are refused before decoding", DefaultValueFactory = _ => defaults.MaxImagePixels };
-        var threads = new Option<int>("--threads", "-t") { Description = "CPU threads", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var gpuLayers = new Option<int>("--gpu-layers", "-ngl") { Description = "Layers to offload when a GPU backend is installed", DefaultValueFactory = _ => 0 };
-        var exact = new Option<bool>("--exact") { Description = "Flash attention off and an F32 KV cache: closest to the reference, slower" };
-        var mmap = new Option<bool?>("--mmap") { Description = "Memory-map the text model (true/false) [default: chosen per file type]" };
-        var outType = new Option<string>("--outtype") { Description = "Text model type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
-        var mmprojType = new Option<string>("--mmproj-type") { Description = "mmproj type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
-        var verbose = new Option<bool>("--verbose", "-v") { Description = "Show llama.cpp/mtmd logs and server errors in full" };
 
         var command = new Command("serve", "Serve the model over HTTP: OpenAI-compatible chat completions, a native endpoint, metrics and a web page")
         {
-            model, mmproj, modelPath, host, port, apiKey, vae, maxTokens, maxQueue, maxBody, maxPixels, threads, gpuLayers, exact, mmap, outType, mmprojType, verbose,
-            hub.Revision, hub.Token, hub.CacheDir,
+            host, port, apiKey, vae, maxTokens, maxQueue, maxBody, maxPixels,
         };
+        common.AddTo(command);
 
-        command.SetAction(parsed => CommandRunner.Run(parsed.GetValue(verbose), cancellationToken =>
+        command.SetAction(parsed => CommandRunner.Run(common.IsVerbose(parsed), cancellationToken =>
         {
-            bool isVerbose = parsed.GetValue(verbose);
+            bool isVerbose = common.IsVerbose(parsed);
             // The VAE loads first: a wrong file fails before the model's load.
             var maskDecoder = parsed.GetValue(vae) is { } vaeFile ? MaskDecoder.Load(vaeFile.FullName) : null;
             var options = new ServerOptions
@@ -59,16 +49,11 @@ internal static class ServeCommand
                 MaskDecoder = maskDecoder,
                 ErrorLog = line => Console.Error.WriteLine(isVerbose ? $"error: {line}" : $"error: {line.ReplaceLineEndings(" ").Split("   at ")[0]}"),
             };
-            var files = RunCommand.ResolveModel(parsed, hub, parsed.GetValue(model), parsed.GetValue(mmproj), parsed.GetValue(modelPath), parsed.GetValue(outType)!, parsed.GetValue(mmprojType)!, cancellationToken);
+            var files = common.ResolveModel(parsed, cancellationToken);
             Console.Error.WriteLine($"loading {Path.GetFileName(files.TextModelPath)} + {Path.GetFileName(files.MmprojPath)}");
-            using var loaded = PaliGemmaModel.Load(files.TextModelPath, files.MmprojPath, new ModelOptions
+            using var loaded = PaliGemmaModel.Load(files.TextModelPath, files.MmprojPath, common.ReadModelOptions(parsed) with
             {
-                Threads = parsed.GetValue(threads),
-                GpuLayers = parsed.GetValue(gpuLayers),
-                Precision = parsed.GetValue(exact) ? Precision.Exact : Precision.Fast,
-                MemoryMap = parsed.GetValue(mmap),
                 MaxImagePixels = options.MaxImagePixels,
-                NativeLog = isVerbose ? line => Console.Error.WriteLine(line) : null,
                 LoadProgress = new LoadingProgress(Console.Error, !Console.IsErrorRedirected),
             });
 

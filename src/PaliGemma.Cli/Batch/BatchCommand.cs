@@ -21,44 +21,18 @@ internal static class BatchCommand
         var output = new Option<FileInfo>("--output", "-o") { Description = "JSONL file the results are appended to, one line per (picture, prompt)", Required = true };
         var resume = new Option<bool>("--resume") { Description = "Continue a job: skip the (picture, prompt) pairs the output already holds" };
         var shard = new Option<string?>("--shard") { Description = "Take share I of N (0 <= I < N) of the pictures: every N-th, starting at I, so N machines split a job" };
-        var model = new Option<string?>("--model", "-m") { Description = "Text model GGUF (with --mmproj), or a Hugging Face Hub repository OWNER/NAME" };
-        var mmproj = new Option<FileInfo?>("--mmproj") { Description = "Vision (mmproj) GGUF (with --model)" };
-        var modelPath = new Option<string?>("--model-path", "--model_path") { Description = "Folder with one text GGUF and one mmproj GGUF, a Hugging Face checkpoint folder, or a Hub repository OWNER/NAME" };
-        var hub = HubCommandOptions.Create();
-        var maxTokens = new Option<int>("--max-tokens-to-generate", "--max_tokens_to_generate", "-n") { Description = "Most tokens to generate per answer", DefaultValueFactory = _ => 100 };
-        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature (with --do-sample); 0 means greedy", DefaultValueFactory = _ => 0.8f };
-        var topP = new Option<float>("--top-p", "--top_p") { Description = "Nucleus sampling threshold (with --do-sample)", DefaultValueFactory = _ => 0.9f };
-        var topK = new Option<int>("--top-k", "--top_k") { Description = "Keep only the k most likely tokens (with --do-sample); 0 disables", DefaultValueFactory = _ => 0 };
-        var doSample = new Option<bool>("--do-sample", "--do_sample") { Description = "Sample instead of greedy decoding (accepts True/False)" };
-        var seed = new Option<uint?>("--seed") { Description = "Random seed for sampling: each answer starts from it, as a separate run would" };
-        var threads = new Option<int>("--threads", "-t") { Description = "CPU threads", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var onlyCpu = new Option<bool>("--only-cpu", "--only_cpu") { Description = "Never offload to a GPU (accepts True/False)" };
-        var gpuLayers = new Option<int>("--gpu-layers", "-ngl") { Description = "Layers to offload when a GPU backend is installed", DefaultValueFactory = _ => 0 };
-        var exact = new Option<bool>("--exact") { Description = "Flash attention off and an F32 KV cache: closest to the reference, slower" };
-        var mmap = new Option<bool?>("--mmap") { Description = "Memory-map the text model (true/false) [default: chosen per file type]" };
-        var outType = new Option<string>("--outtype") { Description = "Text model type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
-        var mmprojType = new Option<string>("--mmproj-type") { Description = "mmproj type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
-        var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Generate exactly --max-tokens-to-generate tokens, past end-of-sequence (benchmarks)" };
-        var verbose = new Option<bool>("--verbose", "-v") { Description = "Show llama.cpp/mtmd logs and stack traces" };
+        var vae = new Option<FileInfo?>("--vae") { Description = "Segmentation mask decoder vae-oid.npz: \"segment ...\" answers come with masks [default: $PALIGEMMA_VAE, else next to the model, else ~/.cache/paligemma-gguf/]" };
+        var options = GenerationCommandOptions.ForGeneration();
 
         var command = new Command("batch", "Answer prompts about many pictures with one model load, into a JSONL file")
         {
-            inputs, prompts, output, resume, shard, model, mmproj, modelPath, maxTokens, temperature, topP, topK, doSample, seed,
-            threads, onlyCpu, gpuLayers, exact, mmap, outType, mmprojType, ignoreEos, verbose, hub.Revision, hub.Token, hub.CacheDir,
+            inputs, prompts, output, resume, shard, vae,
         };
+        options.AddTo(command);
 
-        command.SetAction(parsed => CommandRunner.Run(parsed.GetValue(verbose), cancellationToken =>
+        command.SetAction(parsed => CommandRunner.Run(options.IsVerbose(parsed), cancellationToken =>
         {
-            var generation = new GenerationOptions
-            {
-                MaxNewTokens = parsed.GetValue(maxTokens),
-                DoSample = parsed.GetValue(doSample),
-                Temperature = parsed.GetValue(temperature),
-                TopP = parsed.GetValue(topP),
-                TopK = parsed.GetValue(topK),
-                Seed = parsed.GetValue(seed),
-                IgnoreEndOfSequence = parsed.GetValue(ignoreEos),
-            };
+            var generation = options.ReadGenerationOptions(parsed);
             var items = BatchInputs.Expand(parsed.GetValue(inputs)!, parsed.GetValue(prompts) ?? []);
             if (parsed.GetValue(shard) is { } share)
             {
@@ -80,23 +54,19 @@ internal static class BatchCommand
                 return 0;
             }
 
-            var files = RunCommand.ResolveModel(parsed, hub, parsed.GetValue(model), parsed.GetValue(mmproj), parsed.GetValue(modelPath), parsed.GetValue(outType)!, parsed.GetValue(mmprojType)!, cancellationToken);
-            bool isVerbose = parsed.GetValue(verbose);
-            var modelOptions = new ModelOptions
-            {
-                Threads = parsed.GetValue(threads),
-                GpuLayers = parsed.GetValue(onlyCpu) ? 0 : parsed.GetValue(gpuLayers),
-                Precision = parsed.GetValue(exact) ? Precision.Exact : Precision.Fast,
-                MemoryMap = parsed.GetValue(mmap),
-                NativeLog = isVerbose ? line => Console.Error.WriteLine(line) : null,
-            };
+            var files = options.ResolveModel(parsed, cancellationToken);
+            var modelOptions = options.ReadModelOptions(parsed);
+
+            // A decoder that will be needed is loaded now: a bad file fails before the model loads, not hours in.
+            var masks = new MaskSource(Segmentation.FindVae(parsed.GetValue(vae), options.ModelFolder(parsed, files)));
+            masks.PrepareFor(todo.SelectMany(i => i.Prompts));
             Console.Error.WriteLine($"loading {Path.GetFileName(files.TextModelPath)} + {Path.GetFileName(files.MmprojPath)}; {remaining} of {total} answers to do");
             using var loaded = PaliGemmaModel.Load(files.TextModelPath, files.MmprojPath, modelOptions);
             var progress = new BatchProgress(Console.Error, total, total - remaining, !Console.IsErrorRedirected);
             bool interrupted = false;
             try
             {
-                Answer(loaded, todo, generation, results, progress, cancellationToken).GetAwaiter().GetResult();
+                Answer(loaded, todo, generation, masks, results, progress, cancellationToken).GetAwaiter().GetResult();
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -109,7 +79,7 @@ internal static class BatchCommand
         return command;
     }
 
-    private static async Task Answer(PaliGemmaModel model, List<BatchItem> items, GenerationOptions generation, BatchOutput output, BatchProgress progress, CancellationToken cancellationToken)
+    private static async Task Answer(PaliGemmaModel model, List<BatchItem> items, GenerationOptions generation, MaskSource masks, BatchOutput output, BatchProgress progress, CancellationToken cancellationToken)
     {
         await foreach (var answer in model.GenerateBatchAsync(items, generation, cancellationToken))
         {
@@ -119,12 +89,13 @@ internal static class BatchCommand
                 cancellationToken.ThrowIfCancellationRequested();
             }
 
-            output.Append(Line(answer, model));
+            output.Append(Line(answer, model, masks));
             progress.Report(answer.ImagePath, !answer.Succeeded);
         }
     }
 
-    private static byte[] Line(BatchResult answer, PaliGemmaModel model)
+    /// <summary>One JSONL line: image, prompt, then run --json's fields (masks included), or the error.</summary>
+    internal static byte[] Line(BatchResult answer, PaliGemmaModel model, MaskSource masks)
     {
         using var buffer = new MemoryStream();
         using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
@@ -135,6 +106,7 @@ internal static class BatchCommand
             if (answer.Result is { } result)
             {
                 var objects = DetectionParser.Parse(result.Text, result.Image.OriginalWidth, result.Image.OriginalHeight);
+                objects = masks.AddMasks(objects, result.Image.OriginalWidth, result.Image.OriginalHeight);
                 RunResultJson.WriteFields(writer, result, objects, model, ProcessMemory.PeakResidentBytes());
             }
             else

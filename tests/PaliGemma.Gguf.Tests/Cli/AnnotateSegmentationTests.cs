@@ -17,18 +17,12 @@ public sealed class AnnotateSegmentationTests : IDisposable
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
-    public static TheoryData<string> AnswerKeys() => new(SegmentationGolden.AnswerCases.Select(c => c.Key));
-
     [Theory]
-    [MemberData(nameof(AnswerKeys))]
+    [MemberData(nameof(SegmentationGolden.AnswerKeys), MemberType = typeof(SegmentationGolden))]
     public void JsonMasksAndPngsAreTheReferenceMasks(string key)
     {
         AnswerCase golden = SegmentationGolden.Answer(key);
-        string picture = Path.Combine(_folder, "picture.png");
-        using (var image = new Image<Rgb24>(golden.Width, golden.Height))
-        {
-            image.SaveAsPng(picture);
-        }
+        string picture = SegmentationGolden.BlankPicture(Path.Combine(_folder, "picture.png"), golden);
 
         string masks = Path.Combine(_folder, "masks");
         var result = CliProcess.Run("paligemma", "annotate", picture, "--text", golden.Answer, "--vae", SegmentationGolden.VaePath, "--json", "--masks-dir", masks);
@@ -46,7 +40,7 @@ public sealed class AnnotateSegmentationTests : IDisposable
                 continue;
             }
 
-            byte[] placed = Place(SegmentationGolden.UInt8($"answer/{key}/{expected.Index}/box_mask_u8"), expected.Box, golden.Width, golden.Height);
+            byte[] placed = SegmentationGolden.PlacedBoxMask(golden, expected);
             Assert.Equal([golden.Height, golden.Width], mask.GetProperty("size").EnumerateArray().Select(e => e.GetInt32()));
             byte[] decoded = CocoRle.Decode(CocoRle.Parse(mask.GetProperty("counts").GetString()!), golden.Height, golden.Width);
             Assert.Equal(placed.Select(v => (byte)(v >= 128 ? 1 : 0)), decoded);
@@ -81,17 +75,5 @@ public sealed class AnnotateSegmentationTests : IDisposable
         var found = json.RootElement.GetProperty("objects")[0];
         Assert.Equal([28, 56, 196, 168], found.GetProperty("box").EnumerateArray().Select(e => e.GetInt32()));
         Assert.False(found.TryGetProperty("mask", out _));
-    }
-
-    private static byte[] Place(byte[] boxMask, int[] box, int width, int height)
-    {
-        var picture = new byte[width * height];
-        int boxWidth = box[2] - box[0];
-        for (int row = 0; row < box[3] - box[1]; row++)
-        {
-            boxMask.AsSpan(row * boxWidth, boxWidth).CopyTo(picture.AsSpan(((box[1] + row) * width) + box[0]));
-        }
-
-        return picture;
     }
 }

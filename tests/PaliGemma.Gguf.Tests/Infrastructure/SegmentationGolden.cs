@@ -42,6 +42,31 @@ public static class SegmentationGolden
 
     public static byte[] UInt8(string name) => Bytes(name, TensorDType.U8);
 
+    /// <summary>The answer cases' keys, for [MemberData].</summary>
+    public static TheoryData<string> AnswerKeys() => new(AnswerCases.Select(c => c.Key));
+
+    /// <summary>A black PNG of the answer's picture size at <paramref name="path"/> (the answers' boxes are in its pixels).</summary>
+    public static string BlankPicture(string path, AnswerCase answer)
+    {
+        using var image = new SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24>(answer.Width, answer.Height);
+        SixLabors.ImageSharp.ImageExtensions.SaveAsPng(image, path);
+        return path;
+    }
+
+    /// <summary>An answer object's reference 8-bit box mask placed in a picture of the answer's size (0 outside the box).</summary>
+    public static byte[] PlacedBoxMask(AnswerCase answer, AnswerObject found)
+    {
+        byte[] boxMask = UInt8($"answer/{answer.Key}/{found.Index}/box_mask_u8");
+        var picture = new byte[answer.Width * answer.Height];
+        int boxWidth = found.Box[2] - found.Box[0];
+        for (int row = 0; row < found.Box[3] - found.Box[1]; row++)
+        {
+            boxMask.AsSpan(row * boxWidth, boxWidth).CopyTo(picture.AsSpan(((found.Box[1] + row) * answer.Width) + found.Box[0]));
+        }
+
+        return picture;
+    }
+
     private static byte[] Bytes(string name, TensorDType dtype)
     {
         using var file = SafetensorsFile.Open(Path.Combine(Folder, Loaded.Value.Tensors));
