@@ -48,6 +48,8 @@ internal sealed class GenerationCommandOptions
 
     public Option<bool> IgnoreEos { get; } = new("--ignore-eos") { Description = "Generate exactly --max-tokens-to-generate tokens, past end-of-sequence (benchmarks)" };
 
+    public Option<bool> LowMemory { get; } = new("--low-memory") { Description = "Never hold the vision tower and the text model together: encode, free the vision tower, then load the text model (lower peak memory, a load per switch)" };
+
     public Option<int> Threads { get; } = new("--threads", "-t") { Description = "CPU threads", DefaultValueFactory = _ => Environment.ProcessorCount };
 
     public Option<bool> OnlyCpu { get; } = new("--only-cpu", "--only_cpu") { Description = "Never offload to a GPU (accepts True/False)" };
@@ -74,7 +76,7 @@ internal sealed class GenerationCommandOptions
     public void AddTo(Command command)
     {
         Option[] model = [Model, Mmproj, ModelPath, Hub.Revision, Hub.Token, Hub.CacheDir, OutType, MmprojType];
-        Option[] sampling = HasSampling ? [MaxTokens, Temperature, TopP, TopK, DoSample, Seed, IgnoreEos] : [];
+        Option[] sampling = HasSampling ? [MaxTokens, Temperature, TopP, TopK, DoSample, Seed, IgnoreEos, LowMemory] : [];
         Option[] engine = [Threads, OnlyCpu, GpuLayers, Exact, Mmap, Verbose];
         foreach (var option in model.Concat(sampling).Concat(engine))
         {
@@ -142,6 +144,7 @@ internal sealed class GenerationCommandOptions
         GpuLayers = parsed.GetValue(OnlyCpu) ? 0 : parsed.GetValue(GpuLayers),
         Precision = parsed.GetValue(Exact) ? Precision.Exact : Precision.Fast,
         MemoryMap = parsed.GetValue(Mmap),
+        LowMemory = HasSampling && parsed.GetValue(LowMemory),
         NativeLog = IsVerbose(parsed) ? line => Console.Error.WriteLine(line) : null,
     };
 

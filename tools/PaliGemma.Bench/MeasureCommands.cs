@@ -35,6 +35,45 @@ internal static class MeasureCommands
         return command;
     }
 
+    public static Command BuildBareBatch()
+    {
+        var model = new Option<FileInfo>("--model") { Required = true, Description = "Text GGUF" };
+        var mmproj = new Option<FileInfo>("--mmproj") { Required = true, Description = "mmproj GGUF" };
+        var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Threads" };
+        var textRows = new Option<int[]>("--text-rows") { Required = true, AllowMultipleArgumentsPerToken = true, Description = "Text rows of each prompt (one request per picture and value)" };
+        var tokens = new Option<int>("--tokens") { DefaultValueFactory = _ => 32, Description = "Tokens to decode per request" };
+        var mmap = new Option<bool>("--mmap") { Required = true, Description = "Memory-map the text model (true/false)" };
+        var pictures = new Argument<FileInfo[]>("pictures") { Arity = ArgumentArity.OneOrMore, Description = "Pictures, read by mtmd's own helper" };
+        var command = new Command("bare-batch", "Many requests straight on LLamaSharp, one at a time, the model loaded once (no product code); prints one JSON line")
+        {
+            model, mmproj, threads, textRows, tokens, mmap, pictures,
+        };
+        command.SetAction(parsed =>
+        {
+            using var session = new BareEngine.Session(parsed.GetValue(model)!.FullName, parsed.GetValue(mmproj)!.FullName, parsed.GetValue(threads), parsed.GetValue(mmap), LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            double encode = 0, prefill = 0, decodeSeconds = 0;
+            int requests = 0, n = parsed.GetValue(tokens);
+            foreach (var picture in parsed.GetValue(pictures)!)
+            {
+                foreach (int rows in parsed.GetValue(textRows)!)
+                {
+                    // One request at a time from scratch: the picture is read and encoded again for each prompt.
+                    using var bitmap = session.Picture(picture.FullName);
+                    var answer = session.Answer(bitmap, rows, n);
+                    encode += answer.ImageEncodeMs;
+                    prefill += answer.PrefillMs;
+                    decodeSeconds += n / answer.DecodeTokensPerSecond;
+                    requests++;
+                }
+            }
+
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{{\"load_ms\":{session.LoadMs:F1},\"requests\":{requests},\"answer_seconds\":{clock.Elapsed.TotalSeconds:F3},\"image_encode_ms\":{encode:F1},\"prefill_ms\":{prefill:F1},\"decode_ms\":{decodeSeconds * 1000:F1}}}"));
+            return 0;
+        });
+        return command;
+    }
+
     public static Command BuildBandwidth()
     {
         var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Threads" };

@@ -11,6 +11,8 @@ public static class Program
     {
         GenerateCommand.Build(),
         MeasureCommands.BuildBare(),
+        MeasureCommands.BuildBareBatch(),
+        EngineCommand.Build(),
         MeasureCommands.BuildBandwidth(),
         BenchCommand.Build(),
         AccuracyCommand.Build(),

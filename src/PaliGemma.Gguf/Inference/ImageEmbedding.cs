@@ -8,11 +8,11 @@ namespace PaliGemma.Gguf.Inference;
 /// </summary>
 public sealed class ImageEmbedding
 {
-    internal ImageEmbedding(PaliGemmaModel model, PreparedImage image, float[] scaledRows, double encodeMs)
+    internal ImageEmbedding(PaliGemmaModel model, PreparedImage image, float[] rows, double encodeMs)
     {
         Model = model;
         Image = image;
-        ScaledRows = scaledRows;
+        Rows = rows;
         EncodeMs = encodeMs;
     }
 
@@ -25,6 +25,6 @@ public sealed class ImageEmbedding
     /// <summary>The model this embedding belongs to: rows from another model's projector mean nothing here.</summary>
     internal PaliGemmaModel Model { get; }
 
-    /// <summary>ImageTokens x EmbeddingSize rows, already scaled for the text graph.</summary>
-    internal float[] ScaledRows { get; }
+    /// <summary>ImageTokens x EmbeddingSize rows, the projector's W x + b (scaled for the graph when a prefix is assembled).</summary>
+    internal float[] Rows { get; }
 }

@@ -7,22 +7,106 @@ using PaliGemma.Gguf.Native;
 
 namespace PaliGemma.Gguf.Inference;
 
-/// <summary>The native parts of a loaded model: text weights, the mtmd vision context and the token-embedding reader.</summary>
+/// <summary>
+/// The native parts of a loaded model: text weights, the mtmd vision context and the token-embedding reader.
+/// In low-memory mode the text weights and the vision context are never loaded together: each loads when first
+/// asked for and frees the other, and a vocabulary-only load of the text model stays for tokenizing (mtmd
+/// needs no more of the text model than its vocabulary and width).
+/// </summary>
 internal sealed class LoadedWeights : IDisposable
 {
+    private readonly LLamaWeights? _vocabularyOnly;
+    private readonly Func<LLamaWeights>? _loadText;
+    private readonly Func<MtmdWeights>? _loadVision;
+    private LLamaWeights? _text;
+    private MtmdWeights? _vision;
+    private long _loadTicks;
+
+    /// <summary>Both parts loaded, for the whole life of the model.</summary>
     public LoadedWeights(LLamaWeights text, MtmdWeights vision, TokenEmbeddingTable tokenEmbeddings, int imageSize, int imageTokens, bool memoryMapped)
     {
-        Text = text;
-        Vision = vision;
+        _text = text;
+        EmbeddingSize = text.EmbeddingSize;
+        ContextSize = text.ContextSize;
+        _vision = vision;
         TokenEmbeddings = tokenEmbeddings;
         ImageSize = imageSize;
         ImageTokens = imageTokens;
         MemoryMapped = memoryMapped;
     }
 
-    public LLamaWeights Text { get; }
+    /// <summary>Low-memory mode: the vocabulary and the vision context now; the text weights and the vision context then load in turn, as needed.</summary>
+    /// <param name="embeddingSize">The text model's width, from its GGUF (a vocabulary-only load reports 0).</param>
+    /// <param name="contextSize">The text model's training context, from its GGUF.</param>
+    public LoadedWeights(LLamaWeights vocabularyOnly, MtmdWeights vision, Func<LLamaWeights> loadText, Func<LLamaWeights, MtmdWeights> loadVision, TokenEmbeddingTable tokenEmbeddings, int imageSize, int imageTokens, bool memoryMapped, int embeddingSize, int contextSize)
+    {
+        EmbeddingSize = embeddingSize;
+        ContextSize = contextSize;
+        _vocabularyOnly = vocabularyOnly;
+        _vision = vision;
+        _loadText = loadText;
+        _loadVision = () => loadVision(vocabularyOnly);
+        TokenEmbeddings = tokenEmbeddings;
+        ImageSize = imageSize;
+        ImageTokens = imageTokens;
+        MemoryMapped = memoryMapped;
+    }
 
-    public MtmdWeights Vision { get; }
+    public bool LowMemory => _vocabularyOnly is not null;
+
+    public int EmbeddingSize { get; }
+
+    /// <summary>The text model's training context.</summary>
+    public int ContextSize { get; }
+
+    /// <summary>For tokenizing and the model's sizes: always loaded, on any thread.</summary>
+    public LLamaWeights Vocabulary => _vocabularyOnly ?? _text!;
+
+    /// <summary>The text weights; in low-memory mode loading them frees the vision context (on the model's thread only).</summary>
+    public LLamaWeights Text
+    {
+        get
+        {
+            if (_text is null)
+            {
+                _vision?.Dispose();
+                _vision = null;
+                _text = Timed(_loadText!);
+                TextLoads++;
+            }
+
+            return _text;
+        }
+    }
+
+    /// <summary>The vision context; in low-memory mode loading it frees the text weights (on the model's thread only).</summary>
+    public MtmdWeights Vision
+    {
+        get
+        {
+            if (_vision is null)
+            {
+                _text?.Dispose();
+                _text = null;
+                _vision = Timed(_loadVision!);
+                VisionLoads++;
+            }
+
+            return _vision;
+        }
+    }
+
+    /// <summary>Loads of the text weights after the model was opened (low-memory mode).</summary>
+    public int TextLoads { get; private set; }
+
+    /// <summary>Loads of the vision context after the model was opened (low-memory mode).</summary>
+    public int VisionLoads { get; private set; }
+
+    /// <summary>Which parts are in memory now.</summary>
+    public (bool Text, bool Vision) Resident => (_text is not null, _vision is not null);
+
+    /// <summary>Time spent in the loads made after the model was opened (low-memory mode's switches).</summary>
+    public TimeSpan LaterLoadTime => TimeSpan.FromTicks(Interlocked.Read(ref _loadTicks));
 
     public TokenEmbeddingTable TokenEmbeddings { get; }
 
@@ -32,11 +116,25 @@ internal sealed class LoadedWeights : IDisposable
 
     public bool MemoryMapped { get; }
 
+    private T Timed<T>(Func<T> load)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        try
+        {
+            return load();
+        }
+        finally
+        {
+            Interlocked.Add(ref _loadTicks, clock.Elapsed.Ticks);
+        }
+    }
+
     public void Dispose()
     {
         TokenEmbeddings.Dispose();
-        Vision.Dispose();
-        Text.Dispose();
+        _vision?.Dispose();
+        _text?.Dispose();
+        _vocabularyOnly?.Dispose();
     }
 }
 
@@ -58,6 +156,11 @@ internal static class ModelLoader
             throw new PaliGemmaException("threads must be >= 1 and GPU layers >= 0");
         }
 
+        if (options.BatchSequences is < 1 or > PaliGemmaModel.MaxSequencesTogether)
+        {
+            throw new PaliGemmaException($"sequences decoded together must be between 1 and {PaliGemmaModel.MaxSequencesTogether}, not {options.BatchSequences}");
+        }
+
         var textFile = GgufFile.Open(textModelPath);
         int embedding = ModelFileValidator.ValidateTextModel(textFile);
         var (imageSize, imageTokens) = ModelFileValidator.ValidateMmproj(GgufFile.Open(mmprojPath), embedding);
@@ -72,24 +175,29 @@ internal static class ModelLoader
             LoadMode = memoryMap ? LLamaLoadMode.MemoryMap : LLamaLoadMode.None,
         };
 
+        if (options.LowMemory)
+        {
+            string arch = textFile.Architecture!;
+            int context = (int)(textFile.GetInteger($"{arch}.context_length") ?? throw PaliGemmaException.InFile(textModelPath, $"no {arch}.context_length"));
+            return LoadInTurns(textModelPath, mmprojPath, options, parameters, textFile, imageSize, imageTokens, memoryMap, embedding, context);
+        }
+
         LLamaWeights? weights = null;
         MtmdWeights? mtmd = null;
         TokenEmbeddingTable? table = null;
         try
         {
-            weights = options.LoadProgress is null
-                ? LLamaWeights.LoadFromFile(parameters)
-                : LLamaWeights.LoadFromFileAsync(parameters, CancellationToken.None, options.LoadProgress).GetAwaiter().GetResult();
+            weights = LoadText(parameters, options);
             mtmd = MtmdWeights.LoadFromFile(mmprojPath, weights, VisionParameters(options));
             table = new TokenEmbeddingTable(textFile);
             return new LoadedWeights(weights, mtmd, table, imageSize, imageTokens, memoryMap);
         }
-        catch (Exception e) when (e is RuntimeError or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (IsLoadFailure(e))
         {
             // RuntimeError: llama.cpp or mtmd refused the file (LoadWeightsFailedException and kin);
             // I/O: a file vanished or became unreadable between validation and loading.
             Release(table, mtmd, weights);
-            throw new PaliGemmaException($"llama.cpp could not load {textModelPath} with {mmprojPath}: {e.Message}", e);
+            throw LoadFailed(textModelPath, mmprojPath, e);
         }
         catch
         {
@@ -97,6 +205,66 @@ internal static class ModelLoader
             throw;
         }
     }
+
+    /// <summary>
+    /// Low-memory mode: the vocabulary and the vision context now (a request starts with the picture), and loaders
+    /// for the text weights and the vision context, which <see cref="LoadedWeights"/> calls in turn. The text
+    /// weights load at the first prompt; the text GGUF was validated above.
+    /// </summary>
+    private static LoadedWeights LoadInTurns(string textModelPath, string mmprojPath, ModelOptions options, ModelParams parameters, GgufFile textFile, int imageSize, int imageTokens, bool memoryMap, int embedding, int context)
+    {
+        LLamaWeights? vocabulary = null;
+        MtmdWeights? mtmd = null;
+        TokenEmbeddingTable? table = null;
+        try
+        {
+            vocabulary = LLamaWeights.LoadFromFile(new ModelParams(textModelPath) { VocabOnly = true, GpuLayerCount = 0 });
+            mtmd = MtmdWeights.LoadFromFile(mmprojPath, vocabulary, VisionParameters(options));
+            table = new TokenEmbeddingTable(textFile);
+            return new LoadedWeights(
+                vocabulary,
+                mtmd,
+                () => Guarded(textModelPath, mmprojPath, () => LoadText(parameters, options)),
+                vocabularyOnly => Guarded(textModelPath, mmprojPath, () => MtmdWeights.LoadFromFile(mmprojPath, vocabularyOnly, VisionParameters(options))),
+                table,
+                imageSize,
+                imageTokens,
+                memoryMap,
+                embedding,
+                context);
+        }
+        catch (Exception e) when (IsLoadFailure(e))
+        {
+            Release(table, mtmd, vocabulary);
+            throw LoadFailed(textModelPath, mmprojPath, e);
+        }
+        catch
+        {
+            Release(table, mtmd, vocabulary);
+            throw;
+        }
+    }
+
+    private static T Guarded<T>(string textModelPath, string mmprojPath, Func<T> load)
+    {
+        try
+        {
+            return load();
+        }
+        catch (Exception e) when (IsLoadFailure(e))
+        {
+            throw LoadFailed(textModelPath, mmprojPath, e);
+        }
+    }
+
+    private static LLamaWeights LoadText(ModelParams parameters, ModelOptions options) => options.LoadProgress is null
+        ? LLamaWeights.LoadFromFile(parameters)
+        : LLamaWeights.LoadFromFileAsync(parameters, CancellationToken.None, options.LoadProgress).GetAwaiter().GetResult();
+
+    private static bool IsLoadFailure(Exception e) => e is RuntimeError or IOException or UnauthorizedAccessException;
+
+    private static PaliGemmaException LoadFailed(string textModelPath, string mmprojPath, Exception e) =>
+        new($"llama.cpp could not load {textModelPath} with {mmprojPath}: {e.Message}", e);
 
     private static MtmdContextParams VisionParameters(ModelOptions options)
     {

@@ -29,6 +29,21 @@ public sealed record ModelOptions
     /// </summary>
     public bool? MemoryMap { get; init; }
 
+    /// <summary>
+    /// How many (picture, prompt) answers <see cref="PaliGemmaModel.GenerateBatchAsync"/> decodes together, each under
+    /// its own llama.cpp sequence id (<see cref="PaliGemmaModel.GenerateTogetherAsync"/>); 1 answers them one at a
+    /// time. The tokens are the same either way. Default: 1 (README, Benchmarks: what it gains on a 2-core CPU).
+    /// </summary>
+    public int BatchSequences { get; init; } = 1;
+
+    /// <summary>
+    /// Never hold the vision tower and the text model in memory together: the vision tower (with only the text
+    /// model's vocabulary, which is all mtmd needs of it) encodes pictures and is freed before the text model loads
+    /// to answer, and the other way round. Each switch is a load (a batch switches once per chunk of pictures). The
+    /// tokens are the same. Default: false (README, Benchmarks: peak memory and speed).
+    /// </summary>
+    public bool LowMemory { get; init; }
+
     /// <summary>Images above this many pixels are refused before decoding (decompression bombs). Default: 100 million.</summary>
     public long MaxImagePixels { get; init; } = ImagePreprocessor.DefaultMaxPixels;
 

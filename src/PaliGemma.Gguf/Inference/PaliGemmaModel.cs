@@ -18,6 +18,8 @@ public sealed class PaliGemmaModel : IDisposable
 {
     private readonly LoadedWeights _weights;
     private readonly PrefixAssembler _prefix;
+    private readonly Lazy<EmbeddingScaleProbe.Result> _probe;
+    private readonly TimeSpan _openTime;
     private readonly RequestQueue _queue;
     private int _disposed;
 
@@ -27,12 +29,18 @@ public sealed class PaliGemmaModel : IDisposable
         MmprojPath = mmprojPath;
         Options = options;
         _weights = weights;
-        LoadTime = loadTime;
+        _openTime = loadTime;
 
         // The gemma graphs multiply every input row by sqrt(n_embd), embeddings included; upstream
-        // has changed this before, so measure it instead of assuming it.
-        ProbeResult = EmbeddingScaleProbe.Run(weights, options, textModelPath);
-        _prefix = new PrefixAssembler(weights, textModelPath, ProbeResult.GraphScalesEmbeddings);
+        // has changed this before, so measure it instead of assuming it: at load, or in low-memory mode
+        // when the text weights first load (the picture's rows are scaled only when a prefix is assembled).
+        _probe = new Lazy<EmbeddingScaleProbe.Result>(() => EmbeddingScaleProbe.Run(weights, options, textModelPath));
+        if (!weights.LowMemory)
+        {
+            _ = _probe.Value;
+        }
+
+        _prefix = new PrefixAssembler(weights, textModelPath, () => _probe.Value.GraphScalesEmbeddings);
         _queue = new RequestQueue(nameof(PaliGemmaModel));
     }
 
@@ -48,16 +56,21 @@ public sealed class PaliGemmaModel : IDisposable
     /// <summary>Image tokens per picture: (ImageSize / 14)^2.</summary>
     public int ImageTokens => _weights.ImageTokens;
 
-    public int EmbeddingSize => _weights.Text.EmbeddingSize;
+    public int EmbeddingSize => _weights.EmbeddingSize;
 
     /// <summary>The model's training context: prefix plus generated tokens must fit.</summary>
-    public int ContextLength => _weights.Text.ContextSize;
+    public int ContextLength => _weights.ContextSize;
 
     public bool MemoryMapped => _weights.MemoryMapped;
 
-    public TimeSpan LoadTime { get; }
+    /// <summary>Time spent loading: at <see cref="Load"/>, plus in low-memory mode every later load of either part.</summary>
+    public TimeSpan LoadTime => _openTime + _weights.LaterLoadTime;
 
-    internal EmbeddingScaleProbe.Result ProbeResult { get; }
+    internal EmbeddingScaleProbe.Result ProbeResult => _probe.Value;
+
+    /// <summary>Which native parts are in memory, and how often each was loaded after <see cref="Load"/> (low-memory mode's switches).</summary>
+    internal (bool Text, bool Vision, int TextLoads, int VisionLoads) NativeParts =>
+        (_weights.Resident.Text, _weights.Resident.Vision, _weights.TextLoads, _weights.VisionLoads);
 
     internal LLamaWeights Weights => _weights.Text;
 
@@ -161,7 +174,7 @@ public sealed class PaliGemmaModel : IDisposable
         options ??= new GenerationOptions();
         options.Validate();
         int[] textTokens = PrepareText(prompt, options);
-        return _queue.Submit(token => RunWithImageRows(image.ScaledRows, 0, image.Image, textTokens, options, onToken, token), cancellationToken);
+        return _queue.Submit(token => RunWithImageRows(image.Rows, 0, image.Image, textTokens, options, onToken, token), cancellationToken);
     }
 
     /// <summary>Synchronous <see cref="GenerateAsync(ImageEmbedding, string, GenerationOptions?, Action{GeneratedToken}?, CancellationToken)"/>.</summary>
@@ -171,6 +184,35 @@ public sealed class PaliGemmaModel : IDisposable
     /// <summary>Streams the answer to a prompt about a picture already embedded.</summary>
     public IAsyncEnumerable<GeneratedToken> StreamAsync(ImageEmbedding image, string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
         TokenStreaming.Stream((onToken, token) => GenerateAsync(image, prompt, options, onToken, token), cancellationToken);
+
+    /// <summary>The most answers <see cref="GenerateTogetherAsync"/> decodes at once.</summary>
+    public const int MaxSequencesTogether = 64;
+
+    /// <summary>
+    /// Answers several prompts about pictures already embedded in one llama.cpp context, each under its own
+    /// sequence id: the prefixes in non-causal batches of several (each bidirectional within itself only), then one
+    /// batch per step with the next token of every answer. Each answer has the tokens it would have alone;
+    /// on a CPU the gain is in the decode steps, which read the weights once for all answers (README, Benchmarks).
+    /// Queued as one request.
+    /// </summary>
+    public Task<IReadOnlyList<GenerationResult>> GenerateTogetherAsync(IReadOnlyList<(ImageEmbedding Image, string Prompt)> requests, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        ArgumentNullException.ThrowIfNull(requests);
+        if (requests.Count is 0 or > MaxSequencesTogether)
+        {
+            throw new PaliGemmaException($"between 1 and {MaxSequencesTogether} answers can be decoded together, not {requests.Count}");
+        }
+
+        options ??= new GenerationOptions();
+        options.Validate();
+        var prepared = requests.Select(r =>
+        {
+            CheckOwned(r.Image);
+            return (r.Image, TextTokens: PrepareText(r.Prompt, options));
+        }).ToList();
+        return _queue.Submit<IReadOnlyList<GenerationResult>>(token => RunTogether(prepared, options, token), cancellationToken);
+    }
 
     /// <summary>
     /// Answers every prompt of every item, in order, one result per (picture, prompt) as each
@@ -183,19 +225,22 @@ public sealed class PaliGemmaModel : IDisposable
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         options ??= new GenerationOptions();
         options.Validate();
-        // Stopping the enumeration early also cancels the picture queued ahead.
+        if (Options.BatchSequences > 1)
+        {
+            await foreach (var result in GenerateInGroupsAsync(items, options, Options.BatchSequences, cancellationToken))
+            {
+                yield return result;
+            }
+
+            yield break;
+        }
+
+        // Stopping the enumeration early also cancels the pictures queued ahead.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var pending = items.GetEnumerator();
         try
         {
-            // The next picture is queued before the current one's prompts, so it decodes and goes
-            // through the vision tower while nothing else is waiting; at most two are held at once.
-            var next = pending.MoveNext() ? (Item: pending.Current, Embedding: EmbedImageAsync(pending.Current.ImagePath, stop.Token)) : default;
-            while (next.Item is not null)
+            await foreach (var (item, image, imageError) in EmbeddedAhead(items, stop.Token))
             {
-                var (item, embedding) = next;
-                next = pending.MoveNext() ? (pending.Current, EmbedImageAsync(pending.Current.ImagePath, stop.Token)) : default;
-                var (image, imageError) = await Refusable(embedding);
                 foreach (string prompt in item.Prompts)
                 {
                     if (image is null)
@@ -212,6 +257,119 @@ public sealed class PaliGemmaModel : IDisposable
         finally
         {
             await stop.CancelAsync();
+        }
+    }
+
+    /// <summary>
+    /// <see cref="GenerateBatchAsync"/> with <paramref name="groupSize"/> answers decoded together: the (picture,
+    /// prompt) pairs, in order, are cut into groups of that many, each answered by <see cref="GenerateTogetherAsync"/>.
+    /// Results still come in input order; refused pictures and prompts take their place among them.
+    /// </summary>
+    private async IAsyncEnumerable<BatchResult> GenerateInGroupsAsync(IEnumerable<BatchItem> items, GenerationOptions options, int groupSize, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var slots = new List<BatchResult>();
+        var group = new List<(ImageEmbedding Image, string Prompt, int Slot)>();
+        try
+        {
+            await foreach (var (item, image, imageError) in EmbeddedAhead(items, stop.Token))
+            {
+                foreach (string prompt in item.Prompts)
+                {
+                    string? error = image is null ? imageError : PromptError(prompt, options);
+                    slots.Add(new BatchResult(item.ImagePath, prompt, null, error));
+                    if (error is null)
+                    {
+                        group.Add((image!, prompt, slots.Count - 1));
+                    }
+
+                    if (group.Count == groupSize)
+                    {
+                        foreach (var result in await AnswerGroup(slots, group, options, stop.Token))
+                        {
+                            yield return result;
+                        }
+                    }
+                }
+            }
+
+            foreach (var result in await AnswerGroup(slots, group, options, stop.Token))
+            {
+                yield return result;
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+        }
+    }
+
+    /// <summary>
+    /// The items with their pictures embedded ahead of their prompts. Normally one picture ahead: the next one
+    /// decodes and goes through the vision tower while nothing else waits, and at most two are held at once. In
+    /// low-memory mode a chunk of pictures (<see cref="LowMemoryEmbeddingBytes"/> of rows) at a time, so that the
+    /// vision tower and the text model take turns once per chunk, not once per picture.
+    /// </summary>
+    private async IAsyncEnumerable<(BatchItem Item, ImageEmbedding? Image, string? Error)> EmbeddedAhead(IEnumerable<BatchItem> items, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        int lookahead = _weights.LowMemory ? (int)Math.Max(1, LowMemoryEmbeddingBytes / (ImageTokens * (long)EmbeddingSize * sizeof(float))) : 1;
+        using var pending = items.GetEnumerator();
+        var ahead = new Queue<(BatchItem Item, Task<ImageEmbedding> Embedding)>();
+        Refill();
+        while (ahead.Count > 0)
+        {
+            var (item, embedding) = ahead.Dequeue();
+            if (ahead.Count == 0)
+            {
+                // Queued before this item's prompts: the next pictures are encoded first.
+                Refill();
+            }
+
+            var (image, error) = await Refusable(embedding);
+            yield return (item, image, error);
+        }
+
+        void Refill()
+        {
+            while (ahead.Count < lookahead && pending.MoveNext())
+            {
+                ahead.Enqueue((pending.Current, EmbedImageAsync(pending.Current.ImagePath, cancellationToken)));
+            }
+        }
+    }
+
+    /// <summary>In low-memory mode, how much of the pictures' rows a batch holds at once (32 pictures at 224 px on a 2048-wide model).</summary>
+    private const long LowMemoryEmbeddingBytes = 64L << 20;
+
+    /// <summary>Answers the group, fills its slots, and hands back every slot so far in order (both lists are emptied).</summary>
+    private async Task<List<BatchResult>> AnswerGroup(List<BatchResult> slots, List<(ImageEmbedding Image, string Prompt, int Slot)> group, GenerationOptions options, CancellationToken cancellationToken)
+    {
+        if (group.Count > 0)
+        {
+            var (results, error) = await Refusable(() => GenerateTogetherAsync([.. group.Select(g => (g.Image, g.Prompt))], options, cancellationToken));
+            for (int i = 0; i < group.Count; i++)
+            {
+                slots[group[i].Slot] = slots[group[i].Slot] with { Result = results?[i], Error = error };
+            }
+        }
+
+        var done = new List<BatchResult>(slots);
+        slots.Clear();
+        group.Clear();
+        return done;
+    }
+
+    /// <summary>Why a prompt would be refused (it does not fit the context), or null.</summary>
+    private string? PromptError(string prompt, GenerationOptions options)
+    {
+        try
+        {
+            PrepareText(prompt, options);
+            return null;
+        }
+        catch (PaliGemmaException e)
+        {
+            return e.Message;
         }
     }
 
@@ -278,23 +436,33 @@ public sealed class PaliGemmaModel : IDisposable
     private GenerationResult Run(PreparedImage image, int[] textTokens, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken)
     {
         var embedding = Embed(image);
-        return RunWithImageRows(embedding.ScaledRows, embedding.EncodeMs, image, textTokens, options, onToken, cancellationToken);
+        return RunWithImageRows(embedding.Rows, embedding.EncodeMs, image, textTokens, options, onToken, cancellationToken);
     }
 
     private ImageEmbedding Embed(PreparedImage image)
     {
         CheckImage(image);
         var clock = Stopwatch.StartNew();
-        float[] rows = _prefix.ScaleImageRows(_prefix.EncodeImage(image));
+        float[] rows = _prefix.EncodeImage(image);
         return new ImageEmbedding(this, image, rows, clock.Elapsed.TotalMilliseconds);
     }
 
-    private GenerationResult RunWithImageRows(float[] scaledImageRows, double imageEncodeMs, PreparedImage image, int[] textTokens, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken)
+    private GenerationResult RunWithImageRows(float[] imageRows, double imageEncodeMs, PreparedImage image, int[] textTokens, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken)
     {
         int prefixLength = ImageTokens + textTokens.Length;
         using var decoder = CreateDecoder(prefixLength, options.MaxNewTokens);
-        float[] prefix = _prefix.Assemble(scaledImageRows, textTokens);
+        float[] prefix = _prefix.Assemble(imageRows, textTokens);
         return TokenGenerator.Run(_weights.Text, decoder, prefix, prefixLength, imageEncodeMs, image, options, onToken, cancellationToken);
+    }
+
+    /// <summary>Several answers decoded together (on the queue's thread): one context, one sequence id each.</summary>
+    private IReadOnlyList<GenerationResult> RunTogether(List<(ImageEmbedding Image, int[] TextTokens)> requests, GenerationOptions options, CancellationToken cancellationToken)
+    {
+        var sequences = requests.Select(r => new SequenceRequest(
+            _prefix.Assemble(r.Image.Rows, r.TextTokens), ImageTokens + r.TextTokens.Length, 0, r.Image.Image, options)).ToList();
+        int cells = sequences.Sum(r => r.PrefixLength + options.MaxNewTokens);
+        using var decoder = new MultiSequenceDecoder(_weights.Text, Options, sequences.Count, cells, MultiSequenceGenerator.BatchSize([.. sequences.Select(r => r.PrefixLength)]));
+        return MultiSequenceGenerator.Run(_weights.Text, decoder, sequences, cancellationToken);
     }
 
     private void CheckOwned(ImageEmbedding image)
@@ -310,7 +478,7 @@ public sealed class PaliGemmaModel : IDisposable
     internal float[] BuildPrefix(PreparedImage image, int[] textTokens, out double imageEncodeMs)
     {
         var clock = Stopwatch.StartNew();
-        float[] imageRows = _prefix.ScaleImageRows(_prefix.EncodeImage(image));
+        float[] imageRows = _prefix.EncodeImage(image);
         imageEncodeMs = clock.Elapsed.TotalMilliseconds;
         return _prefix.Assemble(imageRows, textTokens);
     }

@@ -13,29 +13,28 @@ internal sealed class PrefixAssembler
 {
     private readonly LoadedWeights _weights;
     private readonly string _textModelPath;
-    private readonly float _imageRowScale;
-    private readonly float _textRowScale;
+    private readonly Func<bool> _graphScalesEmbeddings;
 
-    public PrefixAssembler(LoadedWeights weights, string textModelPath, bool graphScalesEmbeddings)
+    /// <param name="graphScalesEmbeddings">The probe's answer, asked for only when a prefix is assembled (the text weights are loaded then).</param>
+    public PrefixAssembler(LoadedWeights weights, string textModelPath, Func<bool> graphScalesEmbeddings)
     {
         _weights = weights;
         _textModelPath = textModelPath;
-        float sqrtEmbedding = MathF.Sqrt(EmbeddingSize);
-        _imageRowScale = graphScalesEmbeddings ? 1f / sqrtEmbedding : 1f;
-        _textRowScale = graphScalesEmbeddings ? 1f : sqrtEmbedding;
+        _graphScalesEmbeddings = graphScalesEmbeddings;
     }
 
-    public int EmbeddingSize => _weights.Text.EmbeddingSize;
+    public int EmbeddingSize => _weights.EmbeddingSize;
 
     public int ImageTokens => _weights.ImageTokens;
 
     /// <summary>Token ids of the prefix's text part: BOS, the prompt, then "\n" as its own piece (big_vision).</summary>
     public int[] TokenizePrompt(string prompt)
     {
-        var bos = _weights.Text.Vocab.BOS ?? throw new PaliGemmaException($"{_textModelPath}: the vocabulary has no BOS token");
+        var vocabulary = _weights.Vocabulary;
+        var bos = vocabulary.Vocab.BOS ?? throw new PaliGemmaException($"{_textModelPath}: the vocabulary has no BOS token");
         var ids = new List<int> { (int)bos };
-        ids.AddRange(_weights.Text.Tokenize(prompt, false, true, Encoding.UTF8).Select(t => (int)t));
-        ids.AddRange(_weights.Text.Tokenize("\n", false, true, Encoding.UTF8).Select(t => (int)t));
+        ids.AddRange(vocabulary.Tokenize(prompt, false, true, Encoding.UTF8).Select(t => (int)t));
+        ids.AddRange(vocabulary.Tokenize("\n", false, true, Encoding.UTF8).Select(t => (int)t));
         return ids.ToArray();
     }
 
@@ -63,38 +62,37 @@ internal sealed class PrefixAssembler
         }
     }
 
-    /// <summary>The image's rows scaled for the graph: the part of the prefix every prompt on that picture shares.</summary>
-    public float[] ScaleImageRows(float[] projected)
-    {
-        var rows = new float[projected.Length];
-        for (int i = 0; i < rows.Length; i++)
-        {
-            rows[i] = projected[i] * _imageRowScale;
-        }
-
-        return rows;
-    }
-
-    /// <summary>The whole prefix: the scaled image rows, then the text rows scaled for the graph.</summary>
-    public float[] Assemble(ReadOnlySpan<float> scaledImageRows, int[] textTokens)
+    /// <summary>
+    /// The whole prefix: the projector's image rows and the text rows, each scaled the way the graph needs (image
+    /// rows must arrive as W x + b, text rows as the embedding times sqrt(n_embd): docs/DESIGN.md §6).
+    /// </summary>
+    public float[] Assemble(ReadOnlySpan<float> projectedImageRows, int[] textTokens)
     {
         int dimension = EmbeddingSize;
-        if (scaledImageRows.Length != ImageTokens * dimension)
+        if (projectedImageRows.Length != ImageTokens * dimension)
         {
-            throw new InvalidOperationException($"{scaledImageRows.Length} image values, expected {ImageTokens} x {dimension}");
+            throw new InvalidOperationException($"{projectedImageRows.Length} image values, expected {ImageTokens} x {dimension}");
         }
 
+        bool graphScales = _graphScalesEmbeddings();
+        float sqrtEmbedding = MathF.Sqrt(dimension);
+        float imageRowScale = graphScales ? 1f / sqrtEmbedding : 1f;
+        float textRowScale = graphScales ? 1f : sqrtEmbedding;
         var rows = new float[(ImageTokens + textTokens.Length) * dimension];
-        scaledImageRows.CopyTo(rows);
+        for (int i = 0; i < projectedImageRows.Length; i++)
+        {
+            rows[i] = projectedImageRows[i] * imageRowScale;
+        }
+
         for (int t = 0; t < textTokens.Length; t++)
         {
             var row = rows.AsSpan((ImageTokens + t) * dimension, dimension);
             _weights.TokenEmbeddings.ReadRow(textTokens[t], row);
-            if (_textRowScale != 1f)
+            if (textRowScale != 1f)
             {
                 for (int i = 0; i < row.Length; i++)
                 {
-                    row[i] *= _textRowScale;
+                    row[i] *= textRowScale;
                 }
             }
         }

@@ -16,14 +16,29 @@ internal sealed class PrefixLmDecoder : IDisposable
 
     public PrefixLmDecoder(LLamaWeights weights, ModelOptions options, int contextSize, int prefixLength)
     {
+        _context = CreateContext(weights, options, contextSize, batchSize: Math.Max(prefixLength, 1), sequences: 1);
+        PrefixCapacity = prefixLength;
+    }
+
+    public SafeLLamaContextHandle Handle => _context.NativeHandle;
+
+    /// <summary>
+    /// A context of <paramref name="contextSize"/> cells for up to <paramref name="sequences"/> sequences in one unified
+    /// KV buffer, whose batch and micro-batch both hold <paramref name="batchSize"/> rows.
+    /// </summary>
+    internal static LLamaContext CreateContext(LLamaWeights weights, ModelOptions options, int contextSize, int batchSize, int sequences)
+    {
         // llama.cpp aborts the process when a non-causal batch is larger than n_ubatch (or any batch
-        // larger than n_batch): size both to hold the whole prefix.
-        uint batch = (uint)Math.Max(prefixLength, 1);
+        // larger than n_batch): size both to hold the whole prefix. The KV buffer is unified so that one
+        // micro-batch may hold several sequences' prefixes (a split per sequence would cut a prefix's
+        // bidirectional attention) and each sequence may use any share of the cells.
         var parameters = new ModelParams(string.Empty)
         {
             ContextSize = (uint)contextSize,
-            BatchSize = batch,
-            UBatchSize = batch,
+            BatchSize = (uint)batchSize,
+            UBatchSize = (uint)batchSize,
+            SeqMax = (uint)sequences,
+            KVUnified = true,
             Threads = options.Threads,
             BatchThreads = options.Threads,
             FlashAttention = options.Precision == Precision.Exact ? false : null,
@@ -32,17 +47,13 @@ internal sealed class PrefixLmDecoder : IDisposable
         };
         try
         {
-            _context = weights.CreateContext(parameters);
+            return weights.CreateContext(parameters);
         }
         catch (Exception e) when (e is LLama.Exceptions.RuntimeError)
         {
             throw new PaliGemmaException($"llama.cpp could not create a context of {contextSize} tokens: {e.Message}", e);
         }
-
-        PrefixCapacity = prefixLength;
     }
-
-    public SafeLLamaContextHandle Handle => _context.NativeHandle;
 
     public int PrefixCapacity { get; }
 
@@ -105,7 +116,7 @@ internal sealed class PrefixLmDecoder : IDisposable
         Position = 0;
     }
 
-    private static void Check(DecodeResult result, string what)
+    internal static void Check(DecodeResult result, string what)
     {
         if (result != DecodeResult.Ok)
         {

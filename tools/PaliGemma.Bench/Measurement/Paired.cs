@@ -20,6 +20,29 @@ internal static class Paired
         return result;
     }
 
+    /// <summary>
+    /// Several arms measured in rounds, the order rotating each round so that no arm always runs first or after
+    /// the same other arm; one array of values a round, indexed by arm.
+    /// </summary>
+    public static List<double[]> Rotate(int rounds, int arms, Func<int, double> measure, Action<int, double[]>? onRound = null)
+    {
+        var result = new List<double[]>(rounds);
+        for (int round = 0; round < rounds; round++)
+        {
+            var values = new double[arms];
+            for (int k = 0; k < arms; k++)
+            {
+                int arm = (k + round) % arms;
+                values[arm] = measure(arm);
+            }
+
+            result.Add(values);
+            onRound?.Invoke(round, values);
+        }
+
+        return result;
+    }
+
     /// <summary>The median over pairs of value(A) / value(B).</summary>
     public static double MedianRatio<T>(IEnumerable<(T A, T B)> pairs, Func<T, double> value) =>
         Median(pairs.Select(p => value(p.A) / value(p.B)));
