@@ -38,6 +38,7 @@ function choose(f) {
   const img = $("picture");
   img.onload = () => {
     $("picture-info").textContent = `${f.name} · ${img.naturalWidth} × ${img.naturalHeight}`;
+    fit();
     draw();
   };
   img.src = URL.createObjectURL(f);
@@ -47,6 +48,17 @@ function choose(f) {
   objects = [];
   $("objects").replaceChildren();
   setStatus("Ready");
+}
+
+// The picture as large as the panel allows, aspect kept: a 224-pixel picture is scaled up (up to 3x) so its
+// boxes can be read, a photo is scaled down. The canvas covers the img element exactly, so the size is set on it.
+function fit() {
+  const img = $("picture");
+  if (!img.naturalWidth) return;
+  const room = $("drop").clientWidth - 24, tall = Math.max(240, window.innerHeight * 0.7);
+  const scale = Math.min(room / img.naturalWidth, tall / img.naturalHeight, 3);
+  img.style.width = `${Math.max(1, Math.floor(img.naturalWidth * scale))}px`;
+  img.style.height = `${Math.max(1, Math.floor(img.naturalHeight * scale))}px`;
 }
 
 function draw() {
@@ -203,7 +215,7 @@ window.addEventListener("DOMContentLoaded", () => {
   $("stop").addEventListener("click", () => controller?.abort());
   $("key").value = key();
   $("key").addEventListener("change", () => { sessionStorage.setItem("paligemma-key", $("key").value); loadModel(); });
-  window.addEventListener("resize", draw);
+  window.addEventListener("resize", () => { fit(); draw(); });
   composePrompt();
   loadModel();
 });

@@ -11,25 +11,14 @@ namespace PaliGemma.Gguf.Tests.Server;
 /// </summary>
 public sealed class WebPageTests(ServedModel served, ITestOutputHelper output) : IClassFixture<ServedModel>
 {
-    private static string ChromiumPath => Environment.GetEnvironmentVariable("PALIGEMMA_CHROMIUM") is { Length: > 0 } path ? path : "/usr/bin/chromium";
-
-    /// <summary>Screenshots go to PALIGEMMA_SCREENSHOTS (default: a temporary folder), to be looked at.</summary>
-    private string Screenshot(string name)
-    {
-        string folder = Environment.GetEnvironmentVariable("PALIGEMMA_SCREENSHOTS") is { Length: > 0 } chosen ? chosen : Path.Combine(Path.GetTempPath(), "paligemma-screenshots");
-        Directory.CreateDirectory(folder);
-        string path = Path.Combine(folder, name);
-        output.WriteLine($"screenshot: {path}");
-        return path;
-    }
 
     [Fact]
     public async Task A_picture_and_a_task_give_the_streamed_answer_and_the_boxes_drawn()
     {
         var expected = served.Direct(GoldenData.ImagePath("chelsea"), "caption en", 20);
         using var playwright = await Playwright.CreateAsync();
-        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions { ExecutablePath = ChromiumPath, Headless = true, Args = ["--no-sandbox"] });
-        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1200, Height = 760 } });
+        await using var browser = await Chromium.LaunchAsync(playwright);
+        var page = await Chromium.NewPageAsync(browser);
         // Script errors only: the browser also logs the first 401 (the page asking for the key) as an error.
         var scriptErrors = new List<string>();
         page.PageError += (_, error) => scriptErrors.Add(error);
@@ -58,7 +47,30 @@ public sealed class WebPageTests(ServedModel served, ITestOutputHelper output) :
         Assert.Equal(expected.Text, answer);
         Assert.Equal(expected.Text, streamed);
         Assert.Equal(expected.Tokens.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), tokenEvents);
-        await page.ScreenshotAsync(new() { Path = Screenshot("caption.png") });
+        await page.ScreenshotAsync(new() { Path = Chromium.ScreenshotPath("caption.png", output) });
         Assert.Empty(scriptErrors);
+    }
+}
+
+/// <summary>The browser the page tests drive: Debian's Chromium, headless, through Playwright.</summary>
+internal static class Chromium
+{
+    /// <summary>PALIGEMMA_CHROMIUM names another browser binary.</summary>
+    public static string ExecutablePath => Environment.GetEnvironmentVariable("PALIGEMMA_CHROMIUM") is { Length: > 0 } path ? path : "/usr/bin/chromium";
+
+    public static Task<IBrowser> LaunchAsync(IPlaywright playwright) =>
+        playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions { ExecutablePath = ExecutablePath, Headless = true, Args = ["--no-sandbox"] });
+
+    public static Task<IPage> NewPageAsync(IBrowser browser) =>
+        browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1200, Height = 760 } });
+
+    /// <summary>Screenshots go to PALIGEMMA_SCREENSHOTS (default: a temporary folder), to be looked at.</summary>
+    public static string ScreenshotPath(string name, ITestOutputHelper output)
+    {
+        string folder = Environment.GetEnvironmentVariable("PALIGEMMA_SCREENSHOTS") is { Length: > 0 } chosen ? chosen : Path.Combine(Path.GetTempPath(), "paligemma-screenshots");
+        Directory.CreateDirectory(folder);
+        string path = Path.Combine(folder, name);
+        output.WriteLine($"screenshot: {path}");
+        return path;
     }
 }
