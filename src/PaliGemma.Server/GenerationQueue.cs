@@ -4,62 +4,93 @@ using PaliGemma.Gguf.Inference;
 namespace PaliGemma.Server;
 
 /// <summary>
-/// Admission in front of the shared model: one request generates at a time, the next ones wait in
-/// arrival order without holding a thread, and past <see cref="ServerOptions.MaxQueuedRequests"/>
-/// waiting ones a request is turned away at once (429) instead of piling up memory and latency.
+/// What the server adds to the model's own queue, which already serves requests in arrival order
+/// (<see cref="PaliGemmaModel"/> is first in, first out, and takes a cancelled request out of the line):
+/// a cap on the requests in flight, past which a request is turned away at once (429) instead of
+/// piling up memory and latency, and the counts /metrics and /health report.
 /// </summary>
-internal sealed class GenerationQueue(PaliGemmaModel model, int maxQueued, ServerMetrics metrics)
+internal sealed class GenerationQueue
 {
-    // SemaphoreSlim queues its async waiters in arrival order.
-    private readonly SemaphoreSlim _turn = new(1, 1);
+    private readonly PaliGemmaModel _model;
+    private readonly int _maxQueued;
+    private readonly ServerMetrics _metrics;
     private int _admitted;
+    private int _submitted;
 
-    /// <summary>Requests admitted and not finished: the running one plus those waiting.</summary>
-    public int Admitted => Volatile.Read(ref _admitted);
+    public GenerationQueue(PaliGemmaModel model, int maxQueued, ServerMetrics metrics)
+    {
+        _model = model;
+        _maxQueued = maxQueued;
+        _metrics = metrics;
+        metrics.Registry.AddBeforeCollectCallback(() =>
+        {
+            metrics.QueueLength.Set(Waiting);
+            metrics.Running.Set(Running);
+        });
+    }
 
-    /// <summary>Takes a place in the queue or throws 429; dispose the ticket to give the place back.</summary>
+    /// <summary>Requests waiting for the model: the model's own count.</summary>
+    public int Waiting => _model.WaitingRequests;
+
+    /// <summary>Requests the model is working on: handed to it, not waiting, not finished.</summary>
+    public int Running => Math.Max(0, Volatile.Read(ref _submitted) - Waiting);
+
+    /// <summary>
+    /// Takes a place or throws 429: a place is held from the moment the request is read until its handler
+    /// ends (a client that disconnects ends it at once), so at most one running and
+    /// <see cref="ServerOptions.MaxQueuedRequests"/> more are in flight. Dispose the ticket to give the place back.
+    /// </summary>
     public Ticket Enter()
     {
-        if (Interlocked.Increment(ref _admitted) > maxQueued + 1)
+        if (Interlocked.Increment(ref _admitted) > _maxQueued + 1)
         {
             Interlocked.Decrement(ref _admitted);
-            throw new ApiException(StatusCodes.Status429TooManyRequests, $"the server is busy: {maxQueued} requests are already waiting; retry later", ApiException.RateLimit);
+            throw new ApiException(StatusCodes.Status429TooManyRequests, $"the server is busy: {_maxQueued} requests are already waiting; retry later", ApiException.RateLimit);
         }
 
         return new Ticket(this);
     }
 
-    /// <summary>Waits for the model, then generates; a cancelled token leaves the queue or stops the generation at its next token.</summary>
-    public async Task<GenerationResult> GenerateAsync(PreparedImage image, string prompt, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken)
+    /// <summary>
+    /// Queues the generation on the model; a cancelled token takes it out of the model's queue, or stops it at
+    /// its next token. Its tokens are counted when the model lets it go, whether or not anyone still waits for it.
+    /// </summary>
+    public Task<GenerationResult> GenerateAsync(PreparedImage image, string prompt, GenerationOptions options, Action<GeneratedToken>? onToken, CancellationToken cancellationToken)
     {
-        metrics.QueueLength.Inc();
+        Interlocked.Increment(ref _submitted);
+        Task<GenerationResult> generation;
         try
         {
-            await _turn.WaitAsync(cancellationToken);
+            generation = _model.GenerateAsync(image, prompt, options, onToken, cancellationToken);
         }
-        finally
+        catch
         {
-            metrics.QueueLength.Dec();
+            Interlocked.Decrement(ref _submitted);
+            throw;
         }
 
-        metrics.Running.Inc();
+        _ = generation.ContinueWith(Finished, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return generation;
+    }
+
+    private void Finished(Task<GenerationResult> generation)
+    {
         try
         {
-            // The model's loop is synchronous native work: give it a pool thread of its own.
-            var result = await Task.Run(() => model.Generate(image, prompt, options, onToken, cancellationToken), CancellationToken.None);
-            metrics.GeneratedTokens.Inc(result.Tokens.Count);
-            metrics.PromptTokens.Inc(result.PromptTokens);
-            if (result.StopReason != StopReason.Cancelled && result.Timings.DecodedTokens > 0)
+            if (generation.IsCompletedSuccessfully)
             {
-                metrics.DecodeTokensPerSecond.Observe(result.Timings.DecodeTokensPerSecond);
+                var result = generation.Result;
+                _metrics.GeneratedTokens.Inc(result.Tokens.Count);
+                _metrics.PromptTokens.Inc(result.PromptTokens);
+                if (result.StopReason != StopReason.Cancelled && result.Timings.DecodedTokens > 0)
+                {
+                    _metrics.DecodeTokensPerSecond.Observe(result.Timings.DecodeTokensPerSecond);
+                }
             }
-
-            return result;
         }
         finally
         {
-            metrics.Running.Dec();
-            _turn.Release();
+            Interlocked.Decrement(ref _submitted);
         }
     }
 

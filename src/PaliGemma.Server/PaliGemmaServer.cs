@@ -96,7 +96,7 @@ public sealed class PaliGemmaServer : IAsyncDisposable
                 },
             },
             ServerJson.Options));
-        app.MapGet("/health", () => Results.Json(new { status = "ok", model = server.ModelName, queued = Math.Max(0, server.Queue.Admitted - 1) }, ServerJson.Options));
+        app.MapGet("/health", () => Results.Json(new { status = "ok", model = server.ModelName, queued = server.Queue.Waiting }, ServerJson.Options));
         app.MapMetrics("/metrics", server.Metrics.Registry);
         StaticPage.Map(app);
 

@@ -5,19 +5,25 @@ using PaliGemma.Gguf.Inference;
 namespace PaliGemma.Server;
 
 /// <summary>What the endpoints share: the model, its queue, the options and the metrics.</summary>
-internal sealed class ServerContext(PaliGemmaModel model, ServerOptions options)
+internal sealed class ServerContext
 {
-    public PaliGemmaModel Model { get; } = model;
+    public ServerContext(PaliGemmaModel model, ServerOptions options)
+    {
+        Model = model;
+        Options = options;
+        ModelName = options.ModelName ?? Path.GetFileNameWithoutExtension(model.TextModelPath);
+        Queue = new GenerationQueue(model, options.MaxQueuedRequests, Metrics);
+    }
 
-    public ServerOptions Options { get; } = options;
+    public PaliGemmaModel Model { get; }
+
+    public ServerOptions Options { get; }
 
     public ServerMetrics Metrics { get; } = new();
 
-    public string ModelName { get; } = options.ModelName ?? Path.GetFileNameWithoutExtension(model.TextModelPath);
+    public string ModelName { get; }
 
-    public GenerationQueue Queue => _queue ??= new GenerationQueue(Model, Options.MaxQueuedRequests, Metrics);
-
-    private GenerationQueue? _queue;
+    public GenerationQueue Queue { get; }
 
     /// <summary>Refuses, before queueing, a request whose prefix and tokens cannot fit the model's context.</summary>
     public void CheckFits(string prompt, int maxNewTokens)

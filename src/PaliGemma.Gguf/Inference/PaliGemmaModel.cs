@@ -74,8 +74,8 @@ public sealed class PaliGemmaModel : IDisposable
 
     internal LLamaWeights Weights => _weights.Text;
 
-    /// <summary>Requests made and not yet started.</summary>
-    internal int WaitingRequests => _queue.Waiting;
+    /// <summary>Requests made and not yet started (a server's queue length).</summary>
+    public int WaitingRequests => _queue.Waiting;
 
     /// <summary>Loads a text GGUF and its mmproj after checking both for what would crash the natives.</summary>
     public static PaliGemmaModel Load(string textModelPath, string mmprojPath, ModelOptions? options = null)
@@ -157,6 +157,20 @@ public sealed class PaliGemmaModel : IDisposable
         CheckImage(image);
         int[] textTokens = PrepareText(prompt, options);
         return Wait(Submit(Task.FromResult(image), textTokens, options, onToken, cancellationToken));
+    }
+
+    /// <summary>
+    /// Queues one request on a picture already prepared at <see cref="ImageSize"/>, behind every request made
+    /// before it; cancelling <paramref name="cancellationToken"/> while it waits takes it out of the queue.
+    /// </summary>
+    public Task<GenerationResult> GenerateAsync(PreparedImage image, string prompt, GenerationOptions? options = null, Action<GeneratedToken>? onToken = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        options ??= new GenerationOptions();
+        options.Validate();
+        CheckImage(image);
+        int[] textTokens = PrepareText(prompt, options);
+        return Submit(Task.FromResult(image), textTokens, options, onToken, cancellationToken);
     }
 
     /// <summary>
