@@ -50,7 +50,7 @@ internal static class PictureReader
         try
         {
             using var stream = new MemoryStream(bytes, writable: false);
-            return ImagePreprocessor.Load(stream, "the picture", model.ImageSize, maxPixels);
+            return ImagePreprocessor.Load(stream, "the picture", model.ImageSize, maxPixels, applyExifOrientation: model.Options.ApplyExifOrientation);
         }
         catch (PaliGemmaException e)
         {

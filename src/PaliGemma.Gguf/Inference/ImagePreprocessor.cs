@@ -30,33 +30,37 @@ public static class ImagePreprocessor
     public const long DefaultMaxPixels = 100_000_000;
 
     /// <summary>Reads the image at <paramref name="path"/>; throws <see cref="PaliGemmaException"/> naming the file when it cannot.</summary>
-    public static PreparedImage Load(string path, int size, long maxPixels = DefaultMaxPixels, BicubicVariant variant = BicubicVariant.Pillow)
+    /// <param name="applyExifOrientation">
+    /// Turn the picture as its EXIF Orientation tag says, as the reference does (default); false for pixels
+    /// already oriented by the caller, whose stale tag would otherwise turn them a second time.
+    /// </param>
+    public static PreparedImage Load(string path, int size, long maxPixels = DefaultMaxPixels, BicubicVariant variant = BicubicVariant.Pillow, bool applyExifOrientation = true)
     {
         ArgumentNullException.ThrowIfNull(path);
         ValidateArguments(size, maxPixels);
         using var stream = OpenFile(path);
-        return Load(stream, path, size, maxPixels, variant);
+        return Load(stream, path, size, maxPixels, variant, applyExifOrientation);
     }
 
     /// <summary>
     /// The decoded picture at full size, before any resize, with the same checks as
-    /// <see cref="Load(string, int, long, BicubicVariant)"/>: what the model sees, for drawing on.
+    /// <see cref="Load(string, int, long, BicubicVariant, bool)"/>: what the model sees, for drawing on.
     /// </summary>
-    internal static RgbPicture DecodePicture(string path, long maxPixels = DefaultMaxPixels)
+    internal static RgbPicture DecodePicture(string path, long maxPixels = DefaultMaxPixels, bool applyExifOrientation = true)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxPixels);
         using var stream = OpenFile(path);
-        return PictureDecoder.Decode(stream, path, maxPixels);
+        return PictureDecoder.Decode(stream, path, maxPixels, applyExifOrientation);
     }
 
     /// <summary>
-    /// The picture's size as the model and the boxes see it (after the EXIF orientation), with the same checks as
-    /// <see cref="Load(string, int, long, BicubicVariant)"/>.
+    /// The picture's size as the model and the boxes see it (after the EXIF orientation unless
+    /// <paramref name="applyExifOrientation"/> is false), with the same checks as <see cref="Load(string, int, long, BicubicVariant, bool)"/>.
     /// </summary>
-    public static (int Width, int Height) DecodedSize(string path)
+    public static (int Width, int Height) DecodedSize(string path, bool applyExifOrientation = true)
     {
-        RgbPicture picture = DecodePicture(path);
+        RgbPicture picture = DecodePicture(path, applyExifOrientation: applyExifOrientation);
         return (picture.Width, picture.Height);
     }
 
@@ -81,7 +85,7 @@ public static class ImagePreprocessor
     /// Reads an image from <paramref name="stream"/> (from its current position); <paramref name="displayName"/>
     /// names it in error messages. Throws <see cref="PaliGemmaException"/> when the bytes are not a readable image.
     /// </summary>
-    public static PreparedImage Load(Stream stream, string displayName, int size, long maxPixels = DefaultMaxPixels, BicubicVariant variant = BicubicVariant.Pillow)
+    public static PreparedImage Load(Stream stream, string displayName, int size, long maxPixels = DefaultMaxPixels, BicubicVariant variant = BicubicVariant.Pillow, bool applyExifOrientation = true)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(displayName);
@@ -91,7 +95,7 @@ public static class ImagePreprocessor
             throw new ArgumentException("The stream must be readable.", nameof(stream));
         }
 
-        RgbPicture picture = PictureDecoder.Decode(stream, displayName, maxPixels);
+        RgbPicture picture = PictureDecoder.Decode(stream, displayName, maxPixels, applyExifOrientation);
         byte[] rgb = PillowBicubic.Resize(picture.Rgb, picture.Width, picture.Height, size, size, variant);
         return new PreparedImage(size, rgb, picture.Width, picture.Height);
     }

@@ -47,6 +47,13 @@ public sealed record ModelOptions
     /// <summary>Images above this many pixels are refused before decoding (decompression bombs). Default: 100 million.</summary>
     public long MaxImagePixels { get; init; } = ImagePreprocessor.DefaultMaxPixels;
 
+    /// <summary>
+    /// Turn pictures as their EXIF Orientation tag says before the model sees them, as the reference
+    /// (transformers' load_image) does. Default: true. False for pictures whose pixels are already
+    /// oriented but still carry the tag.
+    /// </summary>
+    public bool ApplyExifOrientation { get; init; } = true;
+
     /// <summary>Receives the text model's loading progress, from 0 to 1. Default: null.</summary>
     public IProgress<float>? LoadProgress { get; init; }
 

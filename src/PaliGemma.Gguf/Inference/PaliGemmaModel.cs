@@ -127,7 +127,7 @@ public sealed class PaliGemmaModel : IDisposable
 
         // The picture decodes now, in parallel with whatever the model is doing; the request's place
         // in the queue is taken now too, so arrival order holds whatever the picture costs to decode.
-        var image = Task.Run(() => ImagePreprocessor.Load(request.ImagePath, ImageSize, Options.MaxImagePixels), CancellationToken.None);
+        var image = LoadPictureAsync(request.ImagePath);
         return Submit(image, textTokens, options, onToken, cancellationToken);
     }
 
@@ -145,7 +145,7 @@ public sealed class PaliGemmaModel : IDisposable
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         options.Validate();
         int[] textTokens = PrepareText(request.Prompt, options);
-        var image = Task.Run(() => ImagePreprocessor.Load(request.ImagePath, ImageSize, Options.MaxImagePixels), CancellationToken.None);
+        var image = LoadPictureAsync(request.ImagePath);
         return Wait(Submit(image, textTokens, options, onToken, cancellationToken));
     }
 
@@ -181,7 +181,7 @@ public sealed class PaliGemmaModel : IDisposable
     public Task<ImageEmbedding> EmbedImageAsync(string imagePath, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(IsDisposed, this);
-        var image = Task.Run(() => ImagePreprocessor.Load(imagePath, ImageSize, Options.MaxImagePixels), CancellationToken.None);
+        var image = LoadPictureAsync(imagePath);
         return _queue.Submit(_ => Embed(image.GetAwaiter().GetResult()), cancellationToken, image);
     }
 
@@ -433,6 +433,10 @@ public sealed class PaliGemmaModel : IDisposable
             return Task.FromResult<(T?, string?)>((null, e.Message));
         }
     }
+
+    /// <summary>The picture decodes on the thread pool, in parallel with whatever the model is doing.</summary>
+    private Task<PreparedImage> LoadPictureAsync(string path) =>
+        Task.Run(() => ImagePreprocessor.Load(path, ImageSize, Options.MaxImagePixels, applyExifOrientation: Options.ApplyExifOrientation), CancellationToken.None);
 
     private bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 

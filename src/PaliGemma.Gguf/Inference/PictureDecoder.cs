@@ -41,7 +41,8 @@ internal static class PictureDecoder
     private static readonly Lazy<Configuration> DefaultConfiguration = new(() => CreateConfiguration(ImagePreprocessor.DefaultMaxPixels));
 
     /// <summary>Decodes the picture starting at the stream's position; throws <see cref="PaliGemmaException"/> naming <paramref name="name"/>.</summary>
-    public static RgbPicture Decode(Stream stream, string name, long maxPixels)
+    /// <param name="applyOrientation">Turn the picture as its EXIF Orientation says (Pillow's exif_transpose); false keeps the stored pixels.</param>
+    public static RgbPicture Decode(Stream stream, string name, long maxPixels, bool applyOrientation = true)
     {
         // Format, header, structure and pixels each read from the start: the stream has to go back.
         if (!stream.CanSeek)
@@ -57,13 +58,13 @@ internal static class PictureDecoder
             }
 
             copy.Position = 0;
-            return Decode(copy, name, maxPixels);
+            return Decode(copy, name, maxPixels, applyOrientation);
         }
 
         Configuration configuration = maxPixels == ImagePreprocessor.DefaultMaxPixels ? DefaultConfiguration.Value : CreateConfiguration(maxPixels);
         try
         {
-            return DecodeSeekable(stream, name, maxPixels, configuration);
+            return DecodeSeekable(stream, name, maxPixels, configuration, applyOrientation);
         }
         catch (IOException e)
         {
@@ -79,7 +80,7 @@ internal static class PictureDecoder
         }
     }
 
-    private static RgbPicture DecodeSeekable(Stream stream, string name, long maxPixels, Configuration configuration)
+    private static RgbPicture DecodeSeekable(Stream stream, string name, long maxPixels, Configuration configuration, bool applyOrientation)
     {
         long start = stream.Position;
         IImageFormat format = Image.DetectFormat(configuration, stream) ?? throw NotAnImage(name, null);
@@ -89,7 +90,7 @@ internal static class PictureDecoder
             var (width, height, orientation) = SkiaJpegDecoder.Identify(stream, name);
             CheckHeader(stream, start, name, format, width, height, maxPixels);
             stream.Position = start;
-            return ExifOrientation.Apply(SkiaJpegDecoder.Decode(stream, name), orientation);
+            return ExifOrientation.Apply(SkiaJpegDecoder.Decode(stream, name), applyOrientation ? orientation : 1);
         }
 
         IImageInfo info;
@@ -116,7 +117,7 @@ internal static class PictureDecoder
             throw PaliGemmaException.InFile(name, $"{format.Name} header declares {info.Width} x {info.Height} pixels, the decoder gave {picture.Width} x {picture.Height}");
         }
 
-        return ExifOrientation.Apply(picture, OrientationOf(info));
+        return ExifOrientation.Apply(picture, applyOrientation ? OrientationOf(info) : 1);
     }
 
     /// <summary>The checks before any pixel is decoded: a non-empty size within the budget, and a whole file.</summary>

@@ -22,28 +22,29 @@ public static class BoxAnnotator
     /// folder if needed. The PNG is written beside the output under a temporary name and renamed into place, so a
     /// failure leaves no partial file and an existing output is only ever replaced by a complete one. Throws <see cref="PaliGemmaException"/> when the picture cannot be read or the output written.
     /// </summary>
-    public static void Annotate(string imagePath, IReadOnlyList<DetectedObject> objects, string outputPath)
+    /// <param name="applyExifOrientation">Draw on the picture turned by its EXIF orientation, as the model saw it (default); false when the model saw the stored pixels.</param>
+    public static void Annotate(string imagePath, IReadOnlyList<DetectedObject> objects, string outputPath, bool applyExifOrientation = true)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(imagePath);
         ArgumentNullException.ThrowIfNull(objects);
         ArgumentException.ThrowIfNullOrWhiteSpace(outputPath);
 
-        using Image<Rgba32> image = Load(imagePath);
+        using Image<Rgba32> image = Load(imagePath, applyExifOrientation);
         Draw(image, objects);
         SavePng(image, outputPath);
     }
 
     /// <summary>
     /// Parses a detection answer against the picture's own size, draws it like
-    /// <see cref="Annotate(string, IReadOnlyList{DetectedObject}, string)"/>, and returns the objects found.
+    /// <see cref="Annotate(string, IReadOnlyList{DetectedObject}, string, bool)"/>, and returns the objects found.
     /// </summary>
-    public static IReadOnlyList<DetectedObject> Annotate(string imagePath, string modelOutput, string outputPath)
+    public static IReadOnlyList<DetectedObject> Annotate(string imagePath, string modelOutput, string outputPath, bool applyExifOrientation = true)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(imagePath);
         ArgumentNullException.ThrowIfNull(modelOutput);
         ArgumentException.ThrowIfNullOrWhiteSpace(outputPath);
 
-        using Image<Rgba32> image = Load(imagePath);
+        using Image<Rgba32> image = Load(imagePath, applyExifOrientation);
         var objects = DetectionParser.Parse(modelOutput, image.Width, image.Height);
         Draw(image, objects);
         SavePng(image, outputPath);
@@ -158,9 +159,9 @@ public static class BoxAnnotator
         BitmapFont.Draw(image, text, left + padding, top + padding, scale, LabelPalette.TextColorOn(color));
     }
 
-    private static Image<Rgba32> Load(string path)
+    private static Image<Rgba32> Load(string path, bool applyExifOrientation)
     {
-        RgbPicture decoded = ImagePreprocessor.DecodePicture(path);
+        RgbPicture decoded = ImagePreprocessor.DecodePicture(path, applyExifOrientation: applyExifOrientation);
         using var rgb = Image.LoadPixelData<Rgb24>(decoded.Rgb, decoded.Width, decoded.Height);
         return rgb.CloneAs<Rgba32>();
     }

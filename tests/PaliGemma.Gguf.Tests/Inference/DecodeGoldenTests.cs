@@ -46,4 +46,28 @@ public sealed class DecodeGoldenTests(ITestOutputHelper output)
             expected.AsSpan().SequenceEqual(picture.Rgb),
             $"{name}: {differing} of {expected.Length} values differ from Pillow's, up to {maxDiff} levels; the first at pixel ({first / 3 % c.ExpectedWidth}, {first / 3 / c.ExpectedWidth}) channel {first % 3}");
     }
+
+    public static TheoryData<string> OrientedCaseNames() => new(DecodeGolden.Cases.Where(c => c.ExifOrientation is >= 2 and <= 8).Select(c => c.Name));
+
+    /// <summary>
+    /// With the orientation turned off the stored pixels come through: the picture has the file's own size, differs
+    /// from the oriented one, and turned by its tag becomes Pillow's picture again.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(OrientedCaseNames))]
+    public void Orientation_can_be_turned_off(string name)
+    {
+        var c = DecodeGolden.Case(name);
+        byte[] expected = DecodeGolden.ExpectedRgb(c);
+
+        var stored = ImagePreprocessor.DecodePicture(c.Path, applyExifOrientation: false);
+
+        bool quarterTurn = c.ExifOrientation >= 5;
+        Assert.Equal(quarterTurn ? (c.ExpectedHeight, c.ExpectedWidth) : (c.ExpectedWidth, c.ExpectedHeight), (stored.Width, stored.Height));
+        Assert.False(expected.AsSpan().SequenceEqual(stored.Rgb), $"{name}: the stored pixels equal the oriented ones, so the case cannot tell");
+        var turned = ExifOrientation.Apply(stored, c.ExifOrientation!.Value);
+        Assert.True(expected.AsSpan().SequenceEqual(turned.Rgb), $"{name}: the stored pixels turned by orientation {c.ExifOrientation} are not Pillow's");
+        Assert.Equal((c.ExpectedWidth, c.ExpectedHeight), ImagePreprocessor.DecodedSize(c.Path));
+        Assert.Equal((stored.Width, stored.Height), ImagePreprocessor.DecodedSize(c.Path, applyExifOrientation: false));
+    }
 }
