@@ -21,17 +21,19 @@ internal static class AnnotateCommand
         var vae = new Option<FileInfo?>("--vae") { Description = "The segmentation mask decoder, vae-oid.npz [default: $PALIGEMMA_VAE, else ~/.cache/paligemma-gguf/vae-oid.npz]" };
         var json = new Option<bool>("--json") { Description = "Print the objects as JSON (with COCO RLE masks) instead of one line each" };
         var masksDir = new Option<DirectoryInfo?>("--masks-dir") { Description = "Write one 8-bit PNG mask per segmented object to this folder" };
+        var ignoreOrientation = new Option<bool>("--ignore-exif-orientation") { Description = GenerationCommandOptions.IgnoreExifOrientationDescription };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Show stack traces on errors" };
-        var command = new Command("annotate", "Draw the boxes and masks of a detection or segmentation answer on its picture") { image, text, output, vae, json, masksDir, verbose };
+        var command = new Command("annotate", "Draw the boxes and masks of a detection or segmentation answer on its picture") { image, text, output, vae, json, masksDir, ignoreOrientation, verbose };
         command.SetAction(parsed => CommandRunner.Run(parsed.GetValue(verbose), _ =>
         {
             string picture = parsed.GetValue(image)!.FullName;
-            var (width, height) = PictureSize(picture);
+            bool oriented = !parsed.GetValue(ignoreOrientation);
+            var (width, height) = ImagePreprocessor.DecodedSize(picture, oriented);
             var objects = DetectionParser.Parse(parsed.GetValue(text)!, width, height);
             objects = Segmentation.AddMasks(objects, width, height, parsed.GetValue(vae), modelFolder: null);
             if (parsed.GetValue(output) is { } outputFile)
             {
-                BoxAnnotator.Annotate(picture, objects, outputFile.FullName);
+                BoxAnnotator.Annotate(picture, objects, outputFile.FullName, oriented);
             }
 
             if (parsed.GetValue(masksDir) is { } folder)
@@ -63,6 +65,4 @@ internal static class AnnotateCommand
         }));
         return command;
     }
-
-    private static (int Width, int Height) PictureSize(string path) => ImagePreprocessor.DecodedSize(path);
 }

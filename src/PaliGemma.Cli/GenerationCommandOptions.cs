@@ -58,6 +58,8 @@ internal sealed class GenerationCommandOptions
 
     public Option<bool> Exact { get; } = new("--exact") { Description = "Flash attention off and an F32 KV cache: closest to the reference, slower" };
 
+    public Option<bool> IgnoreExifOrientation { get; } = new("--ignore-exif-orientation") { Description = IgnoreExifOrientationDescription };
+
     public Option<bool?> Mmap { get; } = new("--mmap") { Description = "Memory-map the text model (true/false) [default: chosen per file type]" };
 
     public Option<string> OutType { get; } = new("--outtype") { Description = "Text model type when converting a checkpoint folder", DefaultValueFactory = _ => OutputType.F16.Name };
@@ -77,12 +79,15 @@ internal sealed class GenerationCommandOptions
     {
         Option[] model = [Model, Mmproj, ModelPath, Hub.Revision, Hub.Token, Hub.CacheDir, OutType, MmprojType];
         Option[] sampling = HasSampling ? [MaxTokens, Temperature, TopP, TopK, DoSample, Seed, IgnoreEos, LowMemory] : [];
-        Option[] engine = [Threads, OnlyCpu, GpuLayers, Exact, Mmap, Verbose];
+        Option[] engine = [Threads, OnlyCpu, GpuLayers, Exact, Mmap, IgnoreExifOrientation, Verbose];
         foreach (var option in model.Concat(sampling).Concat(engine))
         {
             command.Options.Add(option);
         }
     }
+
+    /// <summary>Shared with <c>annotate</c>, which must draw on the picture the model saw.</summary>
+    public const string IgnoreExifOrientationDescription = "Use the pixels as stored, without turning them as the picture's EXIF orientation tag says (for pictures already turned that still carry the tag)";
 
     public bool IsVerbose(ParseResult parsed) => parsed.GetValue(Verbose);
 
@@ -145,6 +150,7 @@ internal sealed class GenerationCommandOptions
         Precision = parsed.GetValue(Exact) ? Precision.Exact : Precision.Fast,
         MemoryMap = parsed.GetValue(Mmap),
         LowMemory = HasSampling && parsed.GetValue(LowMemory),
+        ApplyExifOrientation = !parsed.GetValue(IgnoreExifOrientation),
         NativeLog = IsVerbose(parsed) ? line => Console.Error.WriteLine(line) : null,
     };
 

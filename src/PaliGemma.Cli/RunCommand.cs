@@ -39,7 +39,7 @@ internal static class RunCommand
             // fails in milliseconds. The picture is sized from the mmproj, so that comes first.
             int textEmbedding = ModelFileValidator.ValidateTextModel(GgufFile.Open(files.TextModelPath));
             var (imageSize, _) = ModelFileValidator.ValidateMmproj(GgufFile.Open(files.MmprojPath), textEmbedding);
-            var picture = ImagePreprocessor.Load(parsed.GetValue(image)!.FullName, imageSize);
+            var picture = ImagePreprocessor.Load(parsed.GetValue(image)!.FullName, imageSize, applyExifOrientation: modelOptions.ApplyExifOrientation);
 
             if (!isJson)
             {
@@ -68,7 +68,7 @@ internal static class RunCommand
             }
             if (parsed.GetValue(annotate) is { } annotated)
             {
-                BoxAnnotator.Annotate(parsed.GetValue(image)!.FullName, objects, annotated.FullName);
+                BoxAnnotator.Annotate(parsed.GetValue(image)!.FullName, objects, annotated.FullName, modelOptions.ApplyExifOrientation);
                 if (!isJson)
                 {
                     int drawn = objects.Count(o => o.IsValid);
