@@ -69,24 +69,23 @@ internal sealed class GenerationQueue
             throw;
         }
 
-        _ = generation.ContinueWith(Finished, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return generation;
+        return CountedAsync(generation);
     }
 
-    private void Finished(Task<GenerationResult> generation)
+    /// <summary>Counts the tokens before the caller sees the result (a client reading /metrics after its answer finds them there).</summary>
+    private async Task<GenerationResult> CountedAsync(Task<GenerationResult> generation)
     {
         try
         {
-            if (generation.IsCompletedSuccessfully)
+            var result = await generation;
+            _metrics.GeneratedTokens.Inc(result.Tokens.Count);
+            _metrics.PromptTokens.Inc(result.PromptTokens);
+            if (result.StopReason != StopReason.Cancelled && result.Timings.DecodedTokens > 0)
             {
-                var result = generation.Result;
-                _metrics.GeneratedTokens.Inc(result.Tokens.Count);
-                _metrics.PromptTokens.Inc(result.PromptTokens);
-                if (result.StopReason != StopReason.Cancelled && result.Timings.DecodedTokens > 0)
-                {
-                    _metrics.DecodeTokensPerSecond.Observe(result.Timings.DecodeTokensPerSecond);
-                }
+                _metrics.DecodeTokensPerSecond.Observe(result.Timings.DecodeTokensPerSecond);
             }
+
+            return result;
         }
         finally
         {
