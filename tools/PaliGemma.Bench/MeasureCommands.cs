@@ -40,7 +40,7 @@ internal static class MeasureCommands
         var model = new Option<FileInfo>("--model") { Required = true, Description = "Text GGUF" };
         var mmproj = new Option<FileInfo>("--mmproj") { Required = true, Description = "mmproj GGUF" };
         var threads = new Option<int>("--threads") { DefaultValueFactory = _ => Environment.ProcessorCount, Description = "Threads" };
-        var textRows = new Option<int[]>("--text-rows") { Required = true, AllowMultipleArgumentsPerToken = true, Description = "Text rows of each prompt (one request per picture and value)" };
+        var textRows = new Option<int[]>("--text-rows") { Required = true, Description = "Text rows of a prompt (repeat for several: one request per picture and value)" };
         var tokens = new Option<int>("--tokens") { DefaultValueFactory = _ => 32, Description = "Tokens to decode per request" };
         var mmap = new Option<bool>("--mmap") { Required = true, Description = "Memory-map the text model (true/false)" };
         var pictures = new Argument<FileInfo[]>("pictures") { Arity = ArgumentArity.OneOrMore, Description = "Pictures, read by mtmd's own helper" };
