@@ -17,5 +17,6 @@ public static class Program
         BenchCommand.Build(),
         AccuracyCommand.Build(),
         DecodeCommand.Build(),
+        ServeLoadCommand.Build(),
     };
 }
