@@ -214,10 +214,15 @@ internal static class PictureDecoder
             .SkipWhile(IsRuntime)
             .ToList();
         return spaces.Count > 0
-            && spaces[0].StartsWith("SixLabors.", StringComparison.Ordinal)
-            && spaces.TakeWhile(space => space.StartsWith("SixLabors.", StringComparison.Ordinal)).Any(space =>
+            && IsSixLabors(spaces[0])
+            && spaces.TakeWhile(IsSixLabors).Any(space =>
                 space.StartsWith("SixLabors.ImageSharp.Formats", StringComparison.Ordinal) || space.StartsWith("SixLabors.ImageSharp.Metadata.Profiles", StringComparison.Ordinal));
     }
+
+    // ImageSharp's argument checks (Guard) live in the bare SixLabors namespace: a WebP header declaring a
+    // 2.6 GB image-data chunk fails there, under the WebP decoder (found by PictureFuzzTests).
+    private static bool IsSixLabors(string space) =>
+        space == "SixLabors" || space.StartsWith("SixLabors.", StringComparison.Ordinal);
 
     // System.* and the runtime's own Internal.* helpers (Internal.Runtime.CompilerHelpers throws the JIT's bounds-check failures).
     private static bool IsRuntime(string space) =>
