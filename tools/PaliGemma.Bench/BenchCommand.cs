@@ -24,16 +24,18 @@ internal static class BenchCommand
         var threads = new Option<int>("--threads") { Description = "Threads", DefaultValueFactory = _ => Environment.ProcessorCount };
         var tokens = new Option<int>("--tokens") { Description = "Tokens decoded per run", DefaultValueFactory = _ => 32 };
         var reuse = new Option<bool>("--reuse") { Description = "Reuse the GGUF files of an earlier run instead of converting again" };
-        var command = new Command("run", "Run the benchmark and print a Markdown report") { work, model, runs, threads, tokens, reuse };
+        var inferenceOnly = new Option<bool>("--inference-only") { Description = "Only the product / bare engine comparison, on the GGUF files of an earlier run (implies --reuse)" };
+        var command = new Command("run", "Run the benchmark and print a Markdown report") { work, model, runs, threads, tokens, reuse, inferenceOnly };
         command.SetAction(parsed =>
         {
-            Run(parsed.GetValue(work)!.FullName, parsed.GetValue(model)!, parsed.GetValue(runs), parsed.GetValue(threads), parsed.GetValue(tokens), parsed.GetValue(reuse));
+            bool only = parsed.GetValue(inferenceOnly);
+            Run(parsed.GetValue(work)!.FullName, parsed.GetValue(model)!, parsed.GetValue(runs), parsed.GetValue(threads), parsed.GetValue(tokens), parsed.GetValue(reuse) || only, only);
             return 0;
         });
         return command;
     }
 
-    private static void Run(string work, string model, int runs, int threads, int tokens, bool reuse)
+    private static void Run(string work, string model, int runs, int threads, int tokens, bool reuse, bool inferenceOnly)
     {
         Directory.CreateDirectory(work);
         using var report = new Report(Path.Combine(work, "report.md"));
@@ -133,6 +135,12 @@ internal static class BenchCommand
                 $"| {Ratio(r => r.WallSeconds):F3}, {Ratio(r => r.LoadMs):F3}, {Ratio(r => r.ImageEncodeMs):F3}, {Ratio(r => r.PrefillMs):F3}, {Ratio(r => r.DecodeTokensPerSecond):F3} " +
                 $"| {decode / bound:P0} of {bound:F1} tok/s | {Gib((long)Paired.Median(product.Select(r => (double)r.PeakRssBytes)))} / {Gib((long)Paired.Median(measured.Select(p => (double)p.B.PeakRssBytes)))} | {(mapped ? "yes" : "no")} |"));
             Log($"{text} + {mmprojType}: product/bare wall {Ratio(r => r.WallSeconds):F3}, decode {Ratio(r => r.DecodeTokensPerSecond):F3}");
+        }
+
+        if (inferenceOnly)
+        {
+            report.AppendLine().AppendLine(string.Create(CultureInfo.InvariantCulture, $"Memory read bandwidth ({threads} threads): {bandwidthBefore:F1} GB/s before, {Bandwidth(t):F1} GB/s after. Machine: {Environment.ProcessorCount} cores, {Gib(TotalMemory())} RAM, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}."));
+            return;
         }
 
         // What each of the product's settings gains, measured on the bare engine with everything else equal.
