@@ -8,8 +8,10 @@ namespace PaliGemma.Gguf.Tests.Cli;
 /// <summary>
 /// <c>paligemma batch</c> through the real program on real files: the same tokens as <c>run</c> for
 /// each (picture, prompt), a bad picture as an error line, resume after Ctrl+C, shards that add up to
-/// the whole job, manifest and glob inputs. Sampling at a high temperature with a fixed seed makes the
-/// random-weight model's answers differ per picture and prompt, so a mix-up shows.
+/// the whole job, manifest and glob inputs. The lines are compared with <c>run</c> and with the
+/// float32 reference on the trained tiny model, whose answers differ per picture and prompt; resume and
+/// shards sample a random-weight model at a high temperature with a fixed seed, which also makes the
+/// answers differ, so a mix-up shows.
 /// </summary>
 public sealed class BatchCommandTests
 {
@@ -18,29 +20,42 @@ public sealed class BatchCommandTests
     private static readonly string[] Sampling = ["--do-sample", "--temperature", "3", "--top-p", "1", "--seed", "11", "-n", "6", "--ignore-eos", "-t", "1"];
 
     [Fact]
-    public void Each_line_has_the_tokens_run_gives_and_a_bad_picture_is_an_error_line()
+    public void Each_line_has_the_tokens_run_gives_and_the_reference_answer_and_a_bad_picture_is_an_error_line()
     {
-        string pictures = PictureFolder(copies: 1, withBrokenPicture: true);
-        string output = Path.Combine(TestModels.NewFolder("batch-out"), "out.jsonl");
+        // Two pictures whose captions differ; the prompts are the two the reference answers whole on both.
+        var pictures = TrainedEval.DifferentAnswers(2, where: c => c.Prompt == "caption en").Select(c => c.Image).ToList();
+        string[] prompts = [.. TrainedEval.WholeCases.Where(c => c.Image == pictures[0]).Select(c => c.Prompt)
+            .Where(p => pictures.All(i => TrainedEval.WholeCases.Any(c => c.Image == i && c.Prompt == p))).Take(2)];
+        string folder = TestModels.NewFolder("batch-trained");
+        foreach (var picture in pictures)
+        {
+            File.Copy(picture.Path, Path.Combine(folder, picture.Name + ".png"));
+        }
 
-        var batch = Batch([pictures, "--prompt", Prompts[0], "--prompt", Prompts[1], "--output", output, .. Sampling]);
+        File.WriteAllBytes(Path.Combine(folder, "broken.png"), [0x89, 0x50, 0x4E, 0x47, 1, 2, 3]);
+        string output = Path.Combine(TestModels.NewFolder("batch-out"), "out.jsonl");
+        string[] model = TrainedModelArguments();
+
+        var batch = CliProcess.Run("paligemma", TimeSpan.FromMinutes(5), ["batch", .. model, folder, "--prompt", prompts[0], "--prompt", prompts[1], "--output", output, "-n", "24", "-t", "1"]);
 
         Assert.True(batch.ExitCode == 0, batch.StandardError);
         var lines = ReadLines(output);
-        var pictureFiles = Directory.GetFiles(pictures).Order(StringComparer.Ordinal).ToList();
-        Assert.Equal(pictureFiles.SelectMany(f => Prompts.Select(p => (f, p))), lines.Select(l => (l.Image, l.Prompt)));
+        var pictureFiles = Directory.GetFiles(folder).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(pictureFiles.SelectMany(f => prompts.Select(p => (f, p))), lines.Select(l => (l.Image, l.Prompt)));
         Assert.All(lines.Where(l => l.Image.EndsWith("broken.png", StringComparison.Ordinal)), l => Assert.NotNull(l.Error));
         var answered = lines.Where(l => l.Error is null).ToList();
-        Assert.Equal(6, answered.Count);
+        Assert.Equal(4, answered.Count);
         foreach (var line in answered)
         {
-            var run = CliProcess.Run("paligemma", ["run", .. ModelArguments(), "--image", line.Image, "--prompt", line.Prompt, "--json", .. Sampling]);
+            var reference = TrainedEval.Case($"{Path.GetFileNameWithoutExtension(line.Image)}: {line.Prompt}");
+            Assert.Equal(reference.AnswerTokens, line.Tokens);
+            var run = CliProcess.Run("paligemma", ["run", .. model, "--image", line.Image, "--prompt", line.Prompt, "--json", "-n", "24", "-t", "1"]);
             Assert.True(run.ExitCode == 0, run.StandardError);
             var tokens = JsonDocument.Parse(run.StandardOutput).RootElement.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToList();
             Assert.Equal(tokens, line.Tokens);
         }
 
-        Assert.True(answered.Select(l => string.Join(',', l.Tokens)).Distinct().Count() > 1, "all answers are equal: a mix-up would not show");
+        Assert.True(answered.Select(l => string.Join(',', l.Tokens)).Distinct().Count() > 2, "the answers hardly differ: a mix-up would not show");
     }
 
     [Fact]
@@ -138,6 +153,12 @@ public sealed class BatchCommandTests
     private static string[] ModelArguments()
     {
         var files = TestModels.Converted(Model);
+        return ["--model", files.TextModelPath, "--mmproj", files.MmprojPath];
+    }
+
+    private static string[] TrainedModelArguments()
+    {
+        var files = TestModels.ConvertedTrained();
         return ["--model", files.TextModelPath, "--mmproj", files.MmprojPath];
     }
 

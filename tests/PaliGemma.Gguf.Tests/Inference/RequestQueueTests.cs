@@ -8,47 +8,54 @@ namespace PaliGemma.Gguf.Tests.Inference;
 /// <summary>
 /// The model's request queue on a real model: arrival order across synchronous and asynchronous
 /// callers, cancellation while queued, and Dispose with requests queued and running. A request whose
-/// token callback blocks holds the model, so the others provably wait in the queue.
+/// token callback blocks holds the model, so the others provably wait in the queue. On the trained
+/// tiny model, with requests whose answers begin with different tokens, so a request handed another's
+/// answer shows.
 /// </summary>
+[Trait("Category", "Trained")]
 public sealed class RequestQueueTests
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
-    private static readonly GoldenCase Case = GoldenData.Case("tiny-paligemma2-224/chelsea/caption_en");
 
-    private static GenerationRequest Request => new(GoldenData.ImagePath(Case.Image), Case.Prompt);
+    /// <summary>The holding request's case first, then two others; their reference answers start differently.</summary>
+    private static readonly IReadOnlyList<TrainedCase> Cases = TrainedEval.DifferentAnswers(3, c => c.GreedyTokens[0]);
+
+    private static GenerationRequest Request => Cases[0].Request;
 
     private static GenerationOptions OneToken => new() { MaxNewTokens = 1, IgnoreEndOfSequence = true };
 
     [Fact]
     public async Task Requests_are_served_in_arrival_order_whether_synchronous_or_asynchronous()
     {
-        var model = TestModels.Load(Case.Model);
+        var model = TestModels.LoadTrained();
         using var holder = new ModelHolder(model);
-        var served = new ConcurrentQueue<int>();
+        var served = new ConcurrentQueue<(int Index, int Token)>();
         var requests = new List<Task>();
         const int Count = 8;
         for (int i = 1; i <= Count; i++)
         {
             int index = i;
-            void Record(GeneratedToken _) => served.Enqueue(index);
+            var request = Cases[index % Cases.Count].Request;
+            void Record(GeneratedToken token) => served.Enqueue((index, token.Id));
 
             // Alternate the two paths: a blocked synchronous caller must not overtake queued async ones.
             requests.Add(index % 2 == 1
-                ? StartThread(() => model.Generate(Request, OneToken, Record))
-                : model.GenerateAsync(Request, OneToken, Record));
+                ? StartThread(() => model.Generate(request, OneToken, Record))
+                : model.GenerateAsync(request, OneToken, Record));
             await WaitUntil(() => model.WaitingRequests == index);
         }
 
         holder.Release();
         await Task.WhenAll(requests).WaitAsync(Patience);
 
-        Assert.Equal(Enumerable.Range(1, Count), served);
+        // In arrival order, and each with the first token of its own request's answer.
+        Assert.Equal(Enumerable.Range(1, Count).Select(i => (i, Cases[i % Cases.Count].GreedyTokens[0])), served);
     }
 
     [Fact]
     public async Task A_stream_cancelled_while_queued_throws_OperationCanceledException()
     {
-        var model = TestModels.Load(Case.Model);
+        var model = TestModels.LoadTrained();
         using var holder = new ModelHolder(model);
         using var cancellation = new CancellationTokenSource();
         await using var stream = model.StreamAsync(Request, OneToken, cancellation.Token).GetAsyncEnumerator();
@@ -66,11 +73,11 @@ public sealed class RequestQueueTests
     [Fact]
     public async Task A_request_cancelled_while_queued_is_cancelled_without_waiting_for_the_model()
     {
-        var model = TestModels.Load(Case.Model);
+        var model = TestModels.LoadTrained();
         using var holder = new ModelHolder(model);
         using var cancellation = new CancellationTokenSource();
-        var queued = model.GenerateAsync(Request, OneToken, cancellationToken: cancellation.Token);
-        var after = model.GenerateAsync(Request, OneToken);
+        var queued = model.GenerateAsync(Cases[1].Request, OneToken, cancellationToken: cancellation.Token);
+        var after = model.GenerateAsync(Cases[2].Request, OneToken);
         await WaitUntil(() => model.WaitingRequests == 2);
 
         await cancellation.CancelAsync();
@@ -78,16 +85,17 @@ public sealed class RequestQueueTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => queued.WaitAsync(Patience));
         Assert.False(holder.Running.IsCompleted);
         holder.Release();
-        Assert.Equal(Case.GreedyTokens.Take(1), (await after.WaitAsync(Patience)).Tokens);
+        Assert.Equal(Cases[2].GreedyTokens.Take(1), (await after.WaitAsync(Patience)).Tokens);
+        Assert.Equal(Cases[0].GreedyTokens.Take(1), (await holder.Running.WaitAsync(Patience)).Tokens);
     }
 
     [Fact]
     public async Task Dispose_rejects_queued_requests_cancels_the_running_one_and_waits_for_it()
     {
-        var files = TestModels.Converted(Case.Model);
+        var files = TestModels.ConvertedTrained();
         var model = PaliGemmaModel.Load(files.TextModelPath, files.MmprojPath, new ModelOptions { Threads = 1 });
         var holder = new ModelHolder(model, new GenerationOptions { MaxNewTokens = 20, IgnoreEndOfSequence = true });
-        var queued = Enumerable.Range(0, 3).Select(_ => model.GenerateAsync(Request, OneToken)).ToList();
+        var queued = Cases.Select(c => model.GenerateAsync(c.Request, OneToken)).ToList();
         await WaitUntil(() => model.WaitingRequests == 3);
 
         var dispose = Task.Run(model.Dispose);
@@ -104,7 +112,7 @@ public sealed class RequestQueueTests
         await dispose.WaitAsync(Patience);
         var interrupted = await holder.Running.WaitAsync(Patience);
         Assert.Equal(StopReason.Cancelled, interrupted.StopReason);
-        Assert.Equal(Case.GreedyTokens.Take(1), interrupted.Tokens);
+        Assert.Equal(Cases[0].GreedyTokens.Take(1), interrupted.Tokens);
 
         Assert.Throws<ObjectDisposedException>(() => model.Generate(Request, OneToken));
         await Assert.ThrowsAsync<ObjectDisposedException>(async () =>
@@ -119,7 +127,7 @@ public sealed class RequestQueueTests
     [Fact]
     public void Waiting_for_the_model_inside_a_token_callback_is_an_error_not_a_deadlock()
     {
-        var model = TestModels.Load(Case.Model);
+        var model = TestModels.LoadTrained();
         Exception? inner = null;
 
         model.Generate(Request, OneToken, _ => inner = Record.Exception(() => model.Generate(Request, OneToken)));

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using PaliGemma.Gguf.Inference;
 
 namespace PaliGemma.Gguf.Tests.Infrastructure;
 
@@ -14,6 +15,11 @@ public static class TrainedEval
     private static readonly Lazy<Manifest> Loaded = new(Load);
 
     public static string Folder => Loaded.Value.Folder;
+
+    /// <summary>Whether the set is the repository's own copy (tests that hold measured figures need it).</summary>
+    public static bool IsInRepository => Path.GetFullPath(Folder) == Path.GetFullPath(InRepository);
+
+    private static string InRepository => Path.Combine(GoldenData.RepositoryRoot, "tests", "fixtures", "trained", "eval");
 
     /// <summary>The Hugging Face checkpoint folder the reference answers come from.</summary>
     public static string ModelDirectory => Loaded.Value.ModelDirectory;
@@ -31,11 +37,50 @@ public static class TrainedEval
 
     public static TrainedImage Image(string name) => Images.Single(i => i.Name == name);
 
+    /// <summary>
+    /// Cases whose whole reference answer, its end included, has no near-tie: any implementation close
+    /// to the reference gives exactly these tokens, so tests can compare whole answers.
+    /// </summary>
+    public static IReadOnlyList<TrainedCase> WholeCases => Cases.Where(c => c.IsWhole).ToList();
+
+    /// <summary>
+    /// <paramref name="count"/> whole cases that differ pairwise in <paramref name="key"/> (default: the
+    /// answer), in the set's order, each on a picture of its own where the set allows: a test comparing
+    /// answers between requests sees any mix-up, and one comparing them with the reference sees a model
+    /// that always prints the same thing.
+    /// </summary>
+    public static IReadOnlyList<TrainedCase> DifferentAnswers(int count, Func<TrainedCase, object>? key = null, Func<TrainedCase, bool>? where = null)
+    {
+        key ??= c => c.GreedyText;
+        var candidates = WholeCases.Where(where ?? (_ => true)).ToList();
+        var picked = new List<TrainedCase>();
+        foreach (bool ownPicture in new[] { true, false })
+        {
+            foreach (var c in candidates)
+            {
+                if (picked.Count < count && !picked.Contains(c) && picked.All(p => !Equals(key(p), key(c)))
+                    && (!ownPicture || picked.All(p => p.Image != c.Image)))
+                {
+                    picked.Add(c);
+                }
+            }
+        }
+
+        return picked.Count == count ? picked : throw new InvalidOperationException($"{Folder} has fewer than {count} whole cases that differ");
+    }
+
+    /// <summary>The whole case with the longest answer (for tests that stop or sample mid-answer).</summary>
+    public static TrainedCase LongestWholeAnswer => WholeCases.MaxBy(c => c.AnswerTokens.Length)!;
+
+    /// <summary>A result's tokens as the reference lists them: with EOS (1) appended when generation ended there.</summary>
+    public static int[] TokensWithEnd(GenerationResult result) =>
+        result.StopReason == StopReason.EndOfSequence ? [.. result.Tokens, TrainedCase.EndOfSequence] : [.. result.Tokens];
+
     private static Manifest Load()
     {
         string folder = Environment.GetEnvironmentVariable("PALIGEMMA_TRAINED_EVAL") is { Length: > 0 } env
             ? env
-            : Path.Combine(GoldenData.RepositoryRoot, "tests", "fixtures", "trained", "eval");
+            : InRepository;
         using var document = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "eval.json")));
         var root = document.RootElement;
 
@@ -101,6 +146,11 @@ public sealed record TrainedCase(TrainedImage Image, string Prompt, string Task,
             return index < 0 ? Top1Margins.Length : index;
         }
     }
+
+    /// <summary>No near-tie anywhere in the reference's answer: it must be reproduced whole.</summary>
+    public bool IsWhole => RobustPrefixLength == Top1Margins.Length;
+
+    public GenerationRequest Request => new(Image.Path, Prompt);
 
     /// <summary>The reference's tokens without the final EOS.</summary>
     public int[] AnswerTokens => EndedWithEos ? GreedyTokens[..^1] : GreedyTokens;
