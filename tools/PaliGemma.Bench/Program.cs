@@ -16,6 +16,7 @@ public static class Program
         MeasureCommands.BuildBandwidth(),
         BenchCommand.Build(),
         AccuracyCommand.Build(),
+        TaskAccuracy.TrainedAccuracyCommand.Build(),
         DecodeCommand.Build(),
         ServeLoadCommand.Build(),
     };

@@ -7,11 +7,14 @@ namespace PaliGemma.Gguf.Tests.Conversion;
 
 public sealed class QuantizationTests
 {
-    /// <summary>Every quantized type on Gemma and Gemma 2 at 256-wide rows, and on the 64-wide golden PaliGemma 2.</summary>
+    /// <summary>
+    /// Every quantized type on Gemma and Gemma 2 at 256-wide rows, on the 64-wide golden PaliGemma 2,
+    /// and on the trained tiny model (128-wide rows, 512-wide ffn_down rows, 3 layers) of README's task-accuracy table.
+    /// </summary>
     public static TheoryData<string, string> QuantizedTextTypes()
     {
         var data = new TheoryData<string, string>();
-        foreach (string checkpoint in new[] { "wide-gemma", "wide-gemma2", "tiny-paligemma2-224" })
+        foreach (string checkpoint in new[] { "wide-gemma", "wide-gemma2", "tiny-paligemma2-224", "trained" })
         {
             foreach (var type in OutputType.TextTypes.Where(t => t.IsQuantized))
             {
@@ -28,7 +31,8 @@ public sealed class QuantizationTests
     /// ggml_quantize_chunk, the same bytes. On 256-wide rows so that K-quant mixes apply, for Gemma and
     /// Gemma 2 (whose attn_q carries the folded query_pre_attn_scalar), and on the 64-wide golden
     /// PaliGemma 2, where llama.cpp falls back to 32-blocks (Q4_K -> Q5_0, ...) and its 26 layers
-    /// decide which get more bits.
+    /// decide which get more bits; on the trained tiny model, whose 128-wide rows fall back the same
+    /// way while its 512-wide ffn_down rows keep K blocks.
     /// </summary>
     [Theory]
     [MemberData(nameof(QuantizedTextTypes))]
@@ -39,6 +43,7 @@ public sealed class QuantizationTests
         {
             "wide-gemma" => SyntheticCheckpoint.WideGemma,
             "wide-gemma2" => SyntheticCheckpoint.WideGemma2,
+            "trained" => TrainedEval.ModelDirectory,
             _ => GoldenData.Model(checkpointName).Directory,
         };
         var f32 = CheckpointConverter.Convert(checkpoint, new ConversionOptions { OutputDirectory = TestModels.NewFolder("f32"), TextType = OutputType.F32, MmprojType = OutputType.F32 });
