@@ -15,9 +15,14 @@ namespace PaliGemma.Gguf.Inference;
 /// </summary>
 internal sealed class LoadedWeights : IDisposable
 {
-    private readonly LLamaWeights? _vocabularyOnly;
+    private readonly Func<LLamaWeights>? _loadVocabulary;
     private readonly Func<LLamaWeights>? _loadText;
-    private readonly Func<MtmdWeights>? _loadVision;
+    private readonly Func<LLamaWeights, MtmdWeights>? _loadVision;
+
+    // Low-memory mode swaps the native parts on the model's thread while other threads may tokenize: a swap and a
+    // tokenization never overlap.
+    private readonly Lock _swap = new();
+    private LLamaWeights? _vocabularyOnly;
     private LLamaWeights? _text;
     private MtmdWeights? _vision;
     private long _loadTicks;
@@ -35,44 +40,67 @@ internal sealed class LoadedWeights : IDisposable
         MemoryMapped = memoryMapped;
     }
 
-    /// <summary>Low-memory mode: the vocabulary and the vision context now; the text weights and the vision context then load in turn, as needed.</summary>
+    /// <summary>
+    /// Low-memory mode: the vocabulary and the vision context now; the text weights and the vision context then load
+    /// in turn, as needed. mtmd needs a text model, so the vision context is initialised against a vocabulary-only
+    /// load, which goes when the text weights come (they carry a vocabulary of their own: keeping both would hold
+    /// the 256k-token vocabulary twice beside the text weights) and comes back with the vision context.
+    /// </summary>
     /// <param name="embeddingSize">The text model's width, from its GGUF (a vocabulary-only load reports 0).</param>
     /// <param name="contextSize">The text model's training context, from its GGUF.</param>
-    public LoadedWeights(LLamaWeights vocabularyOnly, MtmdWeights vision, Func<LLamaWeights> loadText, Func<LLamaWeights, MtmdWeights> loadVision, TokenEmbeddingTable tokenEmbeddings, int imageSize, int imageTokens, bool memoryMapped, int embeddingSize, int contextSize)
+    public LoadedWeights(LLamaWeights vocabularyOnly, MtmdWeights vision, Func<LLamaWeights> loadVocabulary, Func<LLamaWeights> loadText, Func<LLamaWeights, MtmdWeights> loadVision, TokenEmbeddingTable tokenEmbeddings, int imageSize, int imageTokens, bool memoryMapped, int embeddingSize, int contextSize)
     {
         EmbeddingSize = embeddingSize;
         ContextSize = contextSize;
         _vocabularyOnly = vocabularyOnly;
         _vision = vision;
+        _loadVocabulary = loadVocabulary;
         _loadText = loadText;
-        _loadVision = () => loadVision(vocabularyOnly);
+        _loadVision = loadVision;
         TokenEmbeddings = tokenEmbeddings;
         ImageSize = imageSize;
         ImageTokens = imageTokens;
         MemoryMapped = memoryMapped;
     }
 
-    public bool LowMemory => _vocabularyOnly is not null;
+    public bool LowMemory => _loadText is not null;
 
     public int EmbeddingSize { get; }
 
     /// <summary>The text model's training context.</summary>
     public int ContextSize { get; }
 
-    /// <summary>For tokenizing and the model's sizes: always loaded, on any thread.</summary>
-    public LLamaWeights Vocabulary => _vocabularyOnly ?? _text!;
+    /// <summary>Tokenizes with whichever vocabulary is loaded; on any thread (in low-memory mode it waits for a swap in progress).</summary>
+    public T WithVocabulary<T>(Func<LLamaWeights, T> use)
+    {
+        if (!LowMemory)
+        {
+            return use(_text!);
+        }
 
-    /// <summary>The text weights; in low-memory mode loading them frees the vision context (on the model's thread only).</summary>
+        lock (_swap)
+        {
+            // Both are absent only after a text load failed; the vocabulary comes back for the next request.
+            return use(_text ?? (_vocabularyOnly ??= Timed(_loadVocabulary!)));
+        }
+    }
+
+    /// <summary>The text weights; in low-memory mode loading them frees the vision context and the vocabulary-only load (on the model's thread only).</summary>
     public LLamaWeights Text
     {
         get
         {
             if (_text is null)
             {
-                _vision?.Dispose();
-                _vision = null;
-                _text = Timed(_loadText!);
-                TextLoads++;
+                lock (_swap)
+                {
+                    _vision?.Dispose();
+                    _vision = null;
+                    _vocabularyOnly?.Dispose();
+                    _vocabularyOnly = null;
+                    _text = Timed(_loadText!);
+                    TextLoads++;
+                }
             }
 
             return _text;
@@ -86,9 +114,15 @@ internal sealed class LoadedWeights : IDisposable
         {
             if (_vision is null)
             {
-                _text?.Dispose();
-                _text = null;
-                _vision = Timed(_loadVision!);
+                LLamaWeights vocabulary;
+                lock (_swap)
+                {
+                    _text?.Dispose();
+                    _text = null;
+                    vocabulary = _vocabularyOnly ??= Timed(_loadVocabulary!);
+                }
+
+                _vision = Timed(() => _loadVision!(vocabulary));
                 VisionLoads++;
             }
 
@@ -103,7 +137,7 @@ internal sealed class LoadedWeights : IDisposable
     public int VisionLoads { get; private set; }
 
     /// <summary>Which parts are in memory now.</summary>
-    public (bool Text, bool Vision) Resident => (_text is not null, _vision is not null);
+    public (bool Text, bool Vision, bool VocabularyOnly) Resident => (_text is not null, _vision is not null, _vocabularyOnly is not null);
 
     /// <summary>Time spent in the loads made after the model was opened (low-memory mode's switches).</summary>
     public TimeSpan LaterLoadTime => TimeSpan.FromTicks(Interlocked.Read(ref _loadTicks));
@@ -218,12 +252,14 @@ internal static class ModelLoader
         TokenEmbeddingTable? table = null;
         try
         {
-            vocabulary = LLamaWeights.LoadFromFile(new ModelParams(textModelPath) { VocabOnly = true, GpuLayerCount = 0 });
+            LLamaWeights LoadVocabulary() => LLamaWeights.LoadFromFile(new ModelParams(textModelPath) { VocabOnly = true, GpuLayerCount = 0 });
+            vocabulary = LoadVocabulary();
             mtmd = MtmdWeights.LoadFromFile(mmprojPath, vocabulary, VisionParameters(options));
             table = new TokenEmbeddingTable(textFile);
             return new LoadedWeights(
                 vocabulary,
                 mtmd,
+                () => Guarded(textModelPath, mmprojPath, LoadVocabulary),
                 () => Guarded(textModelPath, mmprojPath, () => LoadText(parameters, options)),
                 vocabularyOnly => Guarded(textModelPath, mmprojPath, () => MtmdWeights.LoadFromFile(mmprojPath, vocabularyOnly, VisionParameters(options))),
                 table,

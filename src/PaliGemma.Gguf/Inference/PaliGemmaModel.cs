@@ -69,8 +69,8 @@ public sealed class PaliGemmaModel : IDisposable
     internal EmbeddingScaleProbe.Result ProbeResult => _probe.Value;
 
     /// <summary>Which native parts are in memory, and how often each was loaded after <see cref="Load"/> (low-memory mode's switches).</summary>
-    internal (bool Text, bool Vision, int TextLoads, int VisionLoads) NativeParts =>
-        (_weights.Resident.Text, _weights.Resident.Vision, _weights.TextLoads, _weights.VisionLoads);
+    internal (bool Text, bool Vision, bool VocabularyOnly, int TextLoads, int VisionLoads) NativeParts =>
+        (_weights.Resident.Text, _weights.Resident.Vision, _weights.Resident.VocabularyOnly, _weights.TextLoads, _weights.VisionLoads);
 
     internal LLamaWeights Weights => _weights.Text;
 

@@ -30,12 +30,14 @@ internal sealed class PrefixAssembler
     /// <summary>Token ids of the prefix's text part: BOS, the prompt, then "\n" as its own piece (big_vision).</summary>
     public int[] TokenizePrompt(string prompt)
     {
-        var vocabulary = _weights.Vocabulary;
-        var bos = vocabulary.Vocab.BOS ?? throw new PaliGemmaException($"{_textModelPath}: the vocabulary has no BOS token");
-        var ids = new List<int> { (int)bos };
-        ids.AddRange(vocabulary.Tokenize(prompt, false, true, Encoding.UTF8).Select(t => (int)t));
-        ids.AddRange(vocabulary.Tokenize("\n", false, true, Encoding.UTF8).Select(t => (int)t));
-        return ids.ToArray();
+        return _weights.WithVocabulary(vocabulary =>
+        {
+            var bos = vocabulary.Vocab.BOS ?? throw new PaliGemmaException($"{_textModelPath}: the vocabulary has no BOS token");
+            var ids = new List<int> { (int)bos };
+            ids.AddRange(vocabulary.Tokenize(prompt, false, true, Encoding.UTF8).Select(t => (int)t));
+            ids.AddRange(vocabulary.Tokenize("\n", false, true, Encoding.UTF8).Select(t => (int)t));
+            return ids.ToArray();
+        });
     }
 
     /// <summary>The projector's output W x + b for the picture (ImageTokens x EmbeddingSize), before any scaling.</summary>
