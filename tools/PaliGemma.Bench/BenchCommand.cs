@@ -46,7 +46,9 @@ internal static class BenchCommand
         var checkpoints = new Dictionary<string, string>();
         report.AppendLine($"### Conversion ({model}, random weights, {threads} threads)").AppendLine();
         report.AppendLine("| step | input | output | time | peak RSS | output size |").AppendLine("|---|---|---|---|---|---|");
-        foreach (string dtype in new[] { "bf16", "f32" })
+        // The F32 checkpoint only feeds the conversion table: an inference-only run needs the BF16 one's GGUFs alone.
+        string[] dtypes = inferenceOnly ? ["bf16"] : ["bf16", "f32"];
+        foreach (string dtype in dtypes)
         {
             string dir = Path.Combine(work, $"{model}-{dtype}");
             if (!File.Exists(Path.Combine(dir, "config.json")))
@@ -61,6 +63,11 @@ internal static class BenchCommand
         var gguf = new Dictionary<string, (string Text, string Mmproj)>();
         foreach (var (input, text, mmproj) in new[] { ("f32", "f16", "f16"), ("bf16", "f16", "f16"), ("bf16", "q8_0", "q8_0"), ("bf16", "q4_k_m", "q8_0") })
         {
+            if (!checkpoints.ContainsKey(input))
+            {
+                continue;
+            }
+
             string outDir = Path.Combine(work, $"gguf-{input}");
             string name = Path.GetFileName(checkpoints[input]);
             string[] existing = [Path.Combine(outDir, $"{name}.{text}.gguf"), Path.Combine(outDir, $"{name}.mmproj.{mmproj}.gguf")];
