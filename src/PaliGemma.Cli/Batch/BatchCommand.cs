@@ -22,7 +22,7 @@ internal static class BatchCommand
         var resume = new Option<bool>("--resume") { Description = "Continue a job: skip the (picture, prompt) pairs the output already holds" };
         var shard = new Option<string?>("--shard") { Description = "Take share I of N (0 <= I < N) of the pictures: every N-th, starting at I, so N machines split a job" };
         var vae = new Option<FileInfo?>("--vae") { Description = "Segmentation mask decoder vae-oid.npz: \"segment ...\" answers come with masks [default: $PALIGEMMA_VAE, else next to the model, else ~/.cache/paligemma-gguf/]" };
-        var sequences = new Option<int>("--sequences") { Description = "Answers decoded together in one llama.cpp batch, one sequence id each (same tokens; README, Benchmarks: what it gains)", DefaultValueFactory = _ => new ModelOptions().BatchSequences };
+        var sequences = new Option<int>("--sequences") { Description = "Answers decoded together in one llama.cpp batch, one sequence id each; 1: one at a time, in less memory (README, Benchmarks: what it gains)", DefaultValueFactory = _ => new ModelOptions().BatchSequences };
         var options = GenerationCommandOptions.ForGeneration();
 
         var command = new Command("batch", "Answer prompts about many pictures with one model load, into a JSONL file")

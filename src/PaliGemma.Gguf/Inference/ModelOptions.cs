@@ -32,9 +32,10 @@ public sealed record ModelOptions
     /// <summary>
     /// How many (picture, prompt) answers <see cref="PaliGemmaModel.GenerateBatchAsync"/> decodes together, each under
     /// its own llama.cpp sequence id (<see cref="PaliGemmaModel.GenerateTogetherAsync"/>); 1 answers them one at a
-    /// time. The tokens are the same either way. Default: 4, what paid on a 2-core CPU (README, Benchmarks, Engine:
-    /// 1.38x the decode throughput of one at a time, a batch job 1.22x the bare engine's items per minute against
-    /// 1.13x with 1), for a larger compute buffer (about 0.2 GiB more at 224 px).
+    /// time. The tokens are the same on F32 weights; on quantized weights a near-tie token could differ
+    /// (docs/DESIGN.md). Default: 4, what paid on a 2-core CPU (README, Benchmarks, Engine: 1.38x the decode
+    /// throughput of one at a time, a batch job 1.22x the bare engine's items per minute against 1.13x with 1),
+    /// for a larger compute buffer (about 0.2 GiB more at 224 px).
     /// </summary>
     public int BatchSequences { get; init; } = 4;
 

@@ -93,6 +93,14 @@ internal static class PictureDecoder
             return ExifOrientation.Apply(SkiaJpegDecoder.Decode(stream, name), applyOrientation ? orientation : 1);
         }
 
+        if (format is BmpFormat && ImageCompleteness.FindProblem(stream, format) is { } broken)
+        {
+            // ImageSharp's BMP header reader sizes the palette from the declared pixel-data offset before it checks
+            // the offset against the file: fuzzing found a 29-byte file that made Identify allocate 973 MB.
+            throw PaliGemmaException.InFile(name, $"truncated or corrupt {format.Name} image: {broken}");
+        }
+
+        stream.Position = start;
         IImageInfo info;
         try
         {

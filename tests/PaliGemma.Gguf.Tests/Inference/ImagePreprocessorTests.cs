@@ -167,6 +167,35 @@ public sealed class ImagePreprocessorTests(ITestOutputHelper output) : IDisposab
         Assert.InRange(stopwatch.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(10));
     }
 
+    /// <summary>
+    /// ImageSharp's BMP header reader sizes the palette from the declared pixel-data offset before checking it against
+    /// the file; PictureFuzzTests found these (seed 9g8ixvTYp5O4: 973 MB for a 29-byte file).
+    /// </summary>
+    [Theory]
+    [InlineData("424d367d0000000000003604003a280000006000000048000000010008", "it ends inside the header")]
+    [InlineData("", "the pixel data needs")]
+    public void A_bmp_whose_pixel_offset_lies_past_the_end_is_refused_before_imagesharp_allocates(string hex, string problem)
+    {
+        byte[] bytes = hex.Length > 0 ? Convert.FromHexString(hex) : WithPixelOffset(File.ReadAllBytes(DecodeGolden.Cases.First(c => c.Path.EndsWith(".bmp", StringComparison.Ordinal)).Path), 0x7FFF_0000);
+        string path = Path.Combine(_folder, "offset.bmp");
+        File.WriteAllBytes(path, bytes);
+
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<PaliGemmaException>(() => ImagePreprocessor.Load(path, 224));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+
+        output.WriteLine($"{e.Message} ({allocated / 1024} KiB allocated)");
+        Assert.Contains(problem, e.Message, StringComparison.Ordinal);
+        Assert.Contains(path, e.Message, StringComparison.Ordinal);
+        Assert.InRange(allocated, 0, 8L << 20);
+
+        static byte[] WithPixelOffset(byte[] bmp, uint offset)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(bmp.AsSpan(10), offset);
+            return bmp;
+        }
+    }
+
     [Fact]
     public void A_smaller_pixel_budget_refuses_an_ordinary_image()
     {
