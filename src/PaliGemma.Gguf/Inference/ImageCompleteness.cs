@@ -225,6 +225,22 @@ internal static class ImageCompleteness
         }
     }
 
+    /// <summary>For the BMP starting at the stream's position: whether its declared pixel-data offset lies past the end of the file.</summary>
+    public static string? BmpPixelOffsetProblem(Stream stream)
+    {
+        var reader = new ByteReader(stream);
+        Span<byte> header = stackalloc byte[14];
+        if (!reader.TryRead(header))
+        {
+            return "it ends inside the file header";
+        }
+
+        long pixelOffset = BinaryPrimitives.ReadUInt32LittleEndian(header[10..]);
+        return pixelOffset > reader.Length
+            ? $"its pixel data starts at byte {pixelOffset}, past the end of the file ({reader.Length} bytes)"
+            : null;
+    }
+
     private static string? Bmp(ByteReader reader)
     {
         Span<byte> header = stackalloc byte[38];
