@@ -131,12 +131,14 @@ internal static class ServeLoadCommand
         double warmupSeconds = clock.Elapsed.TotalSeconds;
         long afterWarmup = ResidentBytes();
         long managedAfterWarmup = GC.GetGCMemoryInfo().TotalCommittedBytes;
+        int threadsAfterWarmup = System.Diagnostics.Process.GetCurrentProcess().Threads.Count;
 
         clock.Restart();
         var outcomes = await SendAllAsync(server.BaseAddress, measured, settings.Clients);
         double seconds = clock.Elapsed.TotalSeconds;
         long afterRun = ResidentBytes();
         long managedAfterRun = GC.GetGCMemoryInfo().TotalCommittedBytes;
+        int threadsAfterRun = System.Diagnostics.Process.GetCurrentProcess().Threads.Count;
 
         var problems = outcomes.Where(o => o.Problem is not null).ToList();
         double memoryRatio = afterRun / (double)afterWarmup;
@@ -162,7 +164,7 @@ internal static class ServeLoadCommand
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resident memory: {afterWarmup / 1e6:F1} MB after the warm-up, {afterRun / 1e6:F1} MB after the run ({(memoryRatio - 1) * 100:+0.0;-0.0}%)"));
         // Where a growth sits: the GC's committed heap, or the rest (native allocations, code, stacks).
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  of which the managed heap's committed memory: {managedAfterWarmup / 1e6:F1} MB -> {managedAfterRun / 1e6:F1} MB; the rest: {(afterWarmup - managedAfterWarmup) / 1e6:F1} MB -> {(afterRun - managedAfterRun) / 1e6:F1} MB"));
+            $"  of which the managed heap's committed memory: {managedAfterWarmup / 1e6:F1} MB -> {managedAfterRun / 1e6:F1} MB; the rest: {(afterWarmup - managedAfterWarmup) / 1e6:F1} MB -> {(afterRun - managedAfterRun) / 1e6:F1} MB; threads: {threadsAfterWarmup} -> {threadsAfterRun}"));
         Console.WriteLine($"answers checked: {outcomes.Count(o => o.Plan.Case is not null && o.Problem is null)} valid with the library's tokens, {outcomes.Count(o => o.Plan.Case is null && o.Problem is null)} invalid with their 4xx, {outcomes.Count(o => o.Status >= 500)} 5xx");
         foreach (var problem in problems.Take(10))
         {
