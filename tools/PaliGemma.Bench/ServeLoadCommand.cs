@@ -129,19 +129,15 @@ internal static class ServeLoadCommand
         var clock = Stopwatch.StartNew();
         await SendAllAsync(server.BaseAddress, warmup, settings.Clients);
         double warmupSeconds = clock.Elapsed.TotalSeconds;
-        long afterWarmup = ResidentBytes();
-        long managedAfterWarmup = GC.GetGCMemoryInfo().TotalCommittedBytes;
-        int threadsAfterWarmup = System.Diagnostics.Process.GetCurrentProcess().Threads.Count;
+        var afterWarmup = MemorySnapshot.Take();
 
         clock.Restart();
         var outcomes = await SendAllAsync(server.BaseAddress, measured, settings.Clients);
         double seconds = clock.Elapsed.TotalSeconds;
-        long afterRun = ResidentBytes();
-        long managedAfterRun = GC.GetGCMemoryInfo().TotalCommittedBytes;
-        int threadsAfterRun = System.Diagnostics.Process.GetCurrentProcess().Threads.Count;
+        var afterRun = MemorySnapshot.Take();
 
         var problems = outcomes.Where(o => o.Problem is not null).ToList();
-        double memoryRatio = afterRun / (double)afterWarmup;
+        double memoryRatio = afterRun.ResidentBytes / (double)afterWarmup.ResidentBytes;
         var valid = outcomes.Where(o => o.Plan.Case is not null).Select(o => o.Seconds).ToList();
         var invalid = outcomes.Where(o => o.Plan.Case is null).Select(o => o.Seconds).ToList();
         var all = outcomes.Select(o => o.Seconds).ToList();
@@ -161,10 +157,10 @@ internal static class ServeLoadCommand
             Console.WriteLine($"  {group.Key.Kind}: {group.Count()} x {group.Key.Status}");
         }
 
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resident memory: {afterWarmup / 1e6:F1} MB after the warm-up, {afterRun / 1e6:F1} MB after the run ({(memoryRatio - 1) * 100:+0.0;-0.0}%)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resident memory: {afterWarmup.ResidentBytes / 1e6:F1} MB after the warm-up, {afterRun.ResidentBytes / 1e6:F1} MB after the run ({(memoryRatio - 1) * 100:+0.0;-0.0}%)"));
         // Where a growth sits: the GC's committed heap, or the rest (native allocations, code, stacks).
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  of which the managed heap's committed memory: {managedAfterWarmup / 1e6:F1} MB -> {managedAfterRun / 1e6:F1} MB; the rest: {(afterWarmup - managedAfterWarmup) / 1e6:F1} MB -> {(afterRun - managedAfterRun) / 1e6:F1} MB; threads: {threadsAfterWarmup} -> {threadsAfterRun}"));
+            $"  of which the managed heap's committed memory: {afterWarmup.ManagedCommittedBytes / 1e6:F1} MB -> {afterRun.ManagedCommittedBytes / 1e6:F1} MB; the rest: {afterWarmup.NativeBytes / 1e6:F1} MB -> {afterRun.NativeBytes / 1e6:F1} MB; threads: {afterWarmup.Threads} -> {afterRun.Threads}"));
         Console.WriteLine($"answers checked: {outcomes.Count(o => o.Plan.Case is not null && o.Problem is null)} valid with the library's tokens, {outcomes.Count(o => o.Plan.Case is null && o.Problem is null)} invalid with their 4xx, {outcomes.Count(o => o.Status >= 500)} 5xx");
         foreach (var problem in problems.Take(10))
         {
@@ -179,7 +175,7 @@ internal static class ServeLoadCommand
 
         if (jsonPath is not null)
         {
-            WriteJson(jsonPath, cases, outcomes, seconds, afterWarmup, afterRun, settings);
+            WriteJson(jsonPath, cases, outcomes, seconds, afterWarmup.ResidentBytes, afterRun.ResidentBytes, settings);
         }
 
         return problems.Count == 0 && memoryHeld ? 0 : 1;
@@ -201,20 +197,36 @@ internal static class ServeLoadCommand
         return sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Count) - 1, 0, sorted.Count - 1)];
     }
 
-    /// <summary>Resident memory after a full, compacting garbage collection (what is left is what the process holds).</summary>
-    private static long ResidentBytes()
+    /// <summary>
+    /// The process's memory after a full, compacting garbage collection (what is left is what the process holds): resident
+    /// memory, the part of it that is the GC's committed heap, and the thread count (a new thread brings a stack and
+    /// maybe a malloc arena).
+    /// </summary>
+    private sealed record MemorySnapshot(long ResidentBytes, long ManagedCommittedBytes, int Threads)
     {
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        GC.WaitForPendingFinalizers();
-        foreach (string line in File.ReadLines("/proc/self/status"))
+        /// <summary>Resident memory that is not the managed heap: native allocations, code, stacks.</summary>
+        public long NativeBytes => ResidentBytes - ManagedCommittedBytes;
+
+        public static MemorySnapshot Take()
         {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
-            }
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            GC.WaitForPendingFinalizers();
+            using var process = Process.GetCurrentProcess();
+            return new MemorySnapshot(Resident(), GC.GetGCMemoryInfo().TotalCommittedBytes, process.Threads.Count);
         }
 
-        return Environment.WorkingSet;
+        private static long Resident()
+        {
+            foreach (string line in File.ReadLines("/proc/self/status"))
+            {
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                {
+                    return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+                }
+            }
+
+            return Environment.WorkingSet;
+        }
     }
 
     private static double[] ReadLoadAverage()

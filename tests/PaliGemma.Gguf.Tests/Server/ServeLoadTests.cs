@@ -33,7 +33,7 @@ public sealed class ServeLoadTests(ITestOutputHelper output)
     {
         var files = TestModels.ConvertedTrained();
         string json = Path.Combine(TestModels.NewFolder("serve-load"), "load.json");
-        var arguments = new List<string> { "serve-load", "--model", files.TextModelPath, "--mmproj", files.MmprojPath, "--exact", "--clients", "8", "--requests", "200", "--warmup", "200", "--max-tokens", $"{MaxTokens}", "--json", json, "--max-memory-growth", $"{MaxMemoryGrowth}" };
+        var arguments = new List<string> { "serve-load", "--model", files.TextModelPath, "--mmproj", files.MmprojPath, "--exact", "--clients", "8", "--requests", "200", "--warmup", "200", "--max-tokens", $"{MaxTokens}", "--json", json, "--max-memory-growth", MaxMemoryGrowth.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         foreach (string picture in Pictures)
         {
             arguments.AddRange(["--image", TrainedEval.Image(picture).Path]);
