@@ -511,8 +511,14 @@ public sealed class PaliGemmaModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> on the model's thread, in the queue with every other request: for tests and tools
+    /// that call the members below (which bypass the queue) on a model that others may be using at the same time.
+    /// </summary>
+    internal T OnModelThread<T>(Func<T> work) => Wait(_queue.Submit(_ => work(), CancellationToken.None));
+
     /// <summary>The prefix as rows: image rows from the vision tower, then the text rows, scaled for the graph.</summary>
-    /// <remarks>Bypasses the queue: for tests and tools that hold the model alone.</remarks>
+    /// <remarks>Bypasses the queue: for tests and tools that hold the model alone, or inside <see cref="OnModelThread"/>.</remarks>
     internal float[] BuildPrefix(PreparedImage image, int[] textTokens, out double imageEncodeMs)
     {
         var clock = Stopwatch.StartNew();
@@ -522,7 +528,7 @@ public sealed class PaliGemmaModel : IDisposable
     }
 
     /// <summary>The projector's output W x + b for the picture (ImageTokens x EmbeddingSize), before any scaling.</summary>
-    /// <remarks>Bypasses the queue: for tests and tools that hold the model alone.</remarks>
+    /// <remarks>Bypasses the queue: for tests and tools that hold the model alone, or inside <see cref="OnModelThread"/>.</remarks>
     internal float[] EncodeImage(PreparedImage image) => _prefix.EncodeImage(image);
 
     internal void ReadTokenEmbedding(int token, Span<float> destination) => _weights.TokenEmbeddings.ReadRow(token, destination);

@@ -29,7 +29,7 @@ public sealed class ConversionTests(ITestOutputHelper output)
         float[] pixels = GoldenData.Tensor($"pixel_values/{golden.Image}/{model.ImageSize}");
         float[] reference = GoldenData.Tensor($"{key}/projector_out");
 
-        float[] ours = model.EncodeImage(FromPixelValues(pixels, model.ImageSize));
+        float[] ours = model.OnModelThread(() => model.EncodeImage(FromPixelValues(pixels, model.ImageSize)));
 
         Assert.Equal(reference.Length, ours.Length);
         double worst = ours.Zip(reference, (a, b) => Math.Abs(a - b)).Max();

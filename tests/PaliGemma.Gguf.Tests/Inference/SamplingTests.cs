@@ -69,8 +69,11 @@ public sealed class SamplingTests(ITestOutputHelper output)
     {
         var image = ImagePreprocessor.Load(Case.Image.Path, Model.ImageSize);
         int[] text = Model.TokenizePrompt(Case.Prompt);
-        using var decoder = Model.CreateDecoder(Model.ImageTokens + text.Length, 1);
-        float[] logits = decoder.DecodePrefix(Model.BuildPrefix(image, text, out _), Model.ImageTokens + text.Length).ToArray();
+        float[] logits = Model.OnModelThread(() =>
+        {
+            using var decoder = Model.CreateDecoder(Model.ImageTokens + text.Length, 1);
+            return decoder.DecodePrefix(Model.BuildPrefix(image, text, out _), Model.ImageTokens + text.Length).ToArray();
+        });
         var topThree = logits.Select((l, i) => (l, i)).OrderByDescending(p => p.l).Take(3).Select(p => p.i).ToHashSet();
 
         var drawn = new HashSet<int>();

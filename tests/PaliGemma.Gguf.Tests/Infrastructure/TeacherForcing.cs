@@ -13,21 +13,29 @@ public static class TeacherForcing
     public static List<float[]> Logits(PaliGemmaModel model, GoldenCase golden) =>
         Logits(model, GoldenData.ImagePath(golden.Image), golden.Prompt, golden.GreedyTokens.AsSpan(0, Steps - 1));
 
-    /// <summary>The logits after the prefix and after each forced token: forced.Length + 1 rows.</summary>
+    /// <summary>
+    /// The logits after the prefix and after each forced token: forced.Length + 1 rows. The native work runs on the
+    /// model's thread: the test models are shared between test classes that run in parallel, and two threads in
+    /// one vision context corrupt each other's embeddings (a parity case once failed with a wrong best token so).
+    /// </summary>
     public static List<float[]> Logits(PaliGemmaModel model, string imagePath, string prompt, ReadOnlySpan<int> forced)
     {
         var image = ImagePreprocessor.Load(imagePath, model.ImageSize);
         int[] text = model.TokenizePrompt(prompt);
-        float[] rows = model.BuildPrefix(image, text, out _);
-        int prefixLength = model.ImageTokens + text.Length;
-        using var decoder = model.CreateDecoder(prefixLength, forced.Length + 1);
-        var logits = new List<float[]> { decoder.DecodePrefix(rows, prefixLength).ToArray() };
-        foreach (int token in forced)
+        int[] tokens = forced.ToArray();
+        return model.OnModelThread(() =>
         {
-            logits.Add(decoder.DecodeToken(token).ToArray());
-        }
+            float[] rows = model.BuildPrefix(image, text, out _);
+            int prefixLength = model.ImageTokens + text.Length;
+            using var decoder = model.CreateDecoder(prefixLength, tokens.Length + 1);
+            var logits = new List<float[]> { decoder.DecodePrefix(rows, prefixLength).ToArray() };
+            foreach (int token in tokens)
+            {
+                logits.Add(decoder.DecodeToken(token).ToArray());
+            }
 
-        return logits;
+            return logits;
+        });
     }
 
     /// <summary>
