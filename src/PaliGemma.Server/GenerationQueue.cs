@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http;
 using PaliGemma.Gguf.Inference;
+using PaliGemma.Gguf.Native;
 
 namespace PaliGemma.Server;
 
@@ -7,21 +8,26 @@ namespace PaliGemma.Server;
 /// What the server adds to the model's own queue, which already serves requests in arrival order
 /// (<see cref="PaliGemmaModel"/> is first in, first out, and takes a cancelled request out of the line):
 /// a cap on the requests in flight, past which a request is turned away at once (429) instead of
-/// piling up memory and latency, and the counts /metrics and /health report.
+/// piling up memory and latency, the counts /metrics and /health report, and giving freed native memory
+/// back once no generation has been in flight for <see cref="ServerOptions.IdleMemoryRelease"/>.
 /// </summary>
-internal sealed class GenerationQueue
+internal sealed class GenerationQueue : IDisposable
 {
     private readonly PaliGemmaModel _model;
     private readonly int _maxQueued;
     private readonly ServerMetrics _metrics;
+    private readonly TimeSpan? _idleDelay;
+    private readonly Timer _idleRelease;
     private int _admitted;
     private int _submitted;
 
-    public GenerationQueue(PaliGemmaModel model, int maxQueued, ServerMetrics metrics)
+    public GenerationQueue(PaliGemmaModel model, int maxQueued, TimeSpan? idleMemoryRelease, ServerMetrics metrics)
     {
         _model = model;
         _maxQueued = maxQueued;
+        _idleDelay = idleMemoryRelease;
         _metrics = metrics;
+        _idleRelease = new Timer(_ => ReleaseIfIdle());
         metrics.Registry.AddBeforeCollectCallback(() =>
         {
             metrics.QueueLength.Set(Waiting);
@@ -89,7 +95,21 @@ internal sealed class GenerationQueue
         }
         finally
         {
-            Interlocked.Decrement(ref _submitted);
+            // The last one out (re)starts the idle clock; a request arriving before it rings keeps it from releasing.
+            if (Interlocked.Decrement(ref _submitted) == 0 && _idleDelay is { } delay)
+            {
+                _idleRelease.Change(delay, Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
+
+    public void Dispose() => _idleRelease.Dispose();
+
+    private void ReleaseIfIdle()
+    {
+        if (Volatile.Read(ref _submitted) == 0 && NativeHeap.ReleaseFreedMemory())
+        {
+            _metrics.NativeMemoryReleases.Inc();
         }
     }
 

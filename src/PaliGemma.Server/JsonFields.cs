@@ -78,7 +78,7 @@ internal static class JsonFields
         return value.ValueKind == JsonValueKind.String ? value.GetString() : throw ApiException.BadRequest($"{name} must be a string", name);
     }
 
-    public static JsonDocument Parse(Stream body)
+    public static JsonDocument Parse(ReadOnlyMemory<byte> body)
     {
         try
         {

@@ -24,10 +24,12 @@ namespace PaliGemma.Server;
 public sealed class PaliGemmaServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly ServerContext _context;
 
-    private PaliGemmaServer(WebApplication app, Uri baseAddress)
+    private PaliGemmaServer(WebApplication app, ServerContext context, Uri baseAddress)
     {
         _app = app;
+        _context = context;
         BaseAddress = baseAddress;
     }
 
@@ -107,11 +109,12 @@ public sealed class PaliGemmaServer : IAsyncDisposable
         catch (IOException e)
         {
             await app.DisposeAsync();
+            server.Dispose();
             throw new PaliGemmaException($"cannot listen on {options.Host}:{options.Port}: {e.Message.ReplaceLineEndings(" ")}", e);
         }
 
         string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new PaliGemmaServer(app, new Uri(address.Replace("[::]", "localhost", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal) + "/"));
+        return new PaliGemmaServer(app, server, new Uri(address.Replace("[::]", "localhost", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal) + "/"));
     }
 
     /// <summary>Completes when the server stops (see <see cref="StopAsync"/>) or <paramref name="cancellationToken"/> is cancelled.</summary>
@@ -123,6 +126,7 @@ public sealed class PaliGemmaServer : IAsyncDisposable
     {
         await _app.StopAsync();
         await _app.DisposeAsync();
+        _context.Dispose();
     }
 
     private static void Validate(ServerOptions options)
@@ -140,6 +144,11 @@ public sealed class PaliGemmaServer : IAsyncDisposable
         if (options.MaxRequestBodyBytes < 1024 || options.MaxTokensCap < 1 || options.MaxQueuedRequests < 0 || options.MaxImagePixels < 1 || options.DefaultMaxTokens < 1)
         {
             throw new PaliGemmaException("server limits must be positive (body >= 1024 bytes, max tokens >= 1, queue >= 0)");
+        }
+
+        if (options.IdleMemoryRelease is { } idle && (idle < TimeSpan.Zero || idle > TimeSpan.FromDays(1)))
+        {
+            throw new PaliGemmaException($"the idle time before memory is released must be from 0 to 24 hours, not {idle}");
         }
     }
 

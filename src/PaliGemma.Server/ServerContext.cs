@@ -5,14 +5,14 @@ using PaliGemma.Gguf.Inference;
 namespace PaliGemma.Server;
 
 /// <summary>What the endpoints share: the model, its queue, the options and the metrics.</summary>
-internal sealed class ServerContext
+internal sealed class ServerContext : IDisposable
 {
     public ServerContext(PaliGemmaModel model, ServerOptions options)
     {
         Model = model;
         Options = options;
         ModelName = options.ModelName ?? Path.GetFileNameWithoutExtension(model.TextModelPath);
-        Queue = new GenerationQueue(model, options.MaxQueuedRequests, Metrics);
+        Queue = new GenerationQueue(model, options.MaxQueuedRequests, options.IdleMemoryRelease, Metrics);
     }
 
     public PaliGemmaModel Model { get; }
@@ -24,6 +24,8 @@ internal sealed class ServerContext
     public string ModelName { get; }
 
     public GenerationQueue Queue { get; }
+
+    public void Dispose() => Queue.Dispose();
 
     /// <summary>Refuses, before queueing, a request whose prefix and tokens cannot fit the model's context.</summary>
     public void CheckFits(string prompt, int maxNewTokens)

@@ -16,6 +16,7 @@ internal sealed class ServerMetrics
         Running = factory.CreateGauge("paligemma_requests_running", "Generation requests the model is working on.");
         Requests = factory.CreateCounter("paligemma_requests_total", "Generation requests answered, by endpoint and HTTP status (499: the client went away).", ["endpoint", "status"]);
         GeneratedTokens = factory.CreateCounter("paligemma_generated_tokens_total", "Tokens generated, all requests together.");
+        NativeMemoryReleases = factory.CreateCounter("paligemma_native_memory_releases_total", "Times the idle server gave the native memory freed by its requests back to the operating system.");
         PromptTokens = factory.CreateCounter("paligemma_prompt_tokens_total", "Prefix tokens (image, BOS, prompt, newline) processed.");
         DecodeTokensPerSecond = factory.CreateHistogram("paligemma_decode_tokens_per_second", "Decode speed of each finished generation.", new HistogramConfiguration
         {
@@ -39,6 +40,8 @@ internal sealed class ServerMetrics
     public Counter GeneratedTokens { get; }
 
     public Counter PromptTokens { get; }
+
+    public Counter NativeMemoryReleases { get; }
 
     public Histogram DecodeTokensPerSecond { get; }
 

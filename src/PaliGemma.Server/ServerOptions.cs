@@ -27,6 +27,13 @@ public sealed record ServerOptions
     /// <summary>Requests that may wait behind the running one; more are answered 429 with Retry-After. Default: 16.</summary>
     public int MaxQueuedRequests { get; init; } = 16;
 
+    /// <summary>
+    /// How long no generation must be in flight before the server gives the native memory its requests freed back to
+    /// the operating system (C allocators keep it for reuse, so resident memory would stay at its busiest); null: never.
+    /// Default: 1 second.
+    /// </summary>
+    public TimeSpan? IdleMemoryRelease { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>The model's name in /v1/models and in answers. Default: null (the text GGUF's file name).</summary>
     public string? ModelName { get; init; }
 

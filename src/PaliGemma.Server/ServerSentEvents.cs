@@ -49,11 +49,16 @@ internal sealed class StreamFailedException(Exception inner) : Exception("the st
 /// <summary>Reads the whole body, within the size cap, before parsing it.</summary>
 internal static class BufferedBody
 {
-    public static async Task<Stream> ReadAsync(HttpContext http)
+    /// <summary>
+    /// The body's bytes, in a buffer of their own: the parser reads them where they are (parsing a stream would copy
+    /// them again, into a buffer from the shared pool that keeps it, a megabyte for a picture of 320 KB).
+    /// </summary>
+    public static async Task<ReadOnlyMemory<byte>> ReadAsync(HttpContext http)
     {
-        var copy = new MemoryStream();
+        // Sized from Content-Length only within the body cap: Kestrel refuses a larger one when it is read, not before.
+        long cap = http.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? 0;
+        var copy = new MemoryStream(http.Request.ContentLength is { } length && length <= cap ? (int)length : 0);
         await http.Request.Body.CopyToAsync(copy, http.RequestAborted);
-        copy.Position = 0;
-        return copy;
+        return copy.GetBuffer().AsMemory(0, (int)copy.Length);
     }
 }

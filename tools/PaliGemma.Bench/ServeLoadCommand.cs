@@ -7,6 +7,7 @@ using System.Text;
 using System.Text.Json;
 using PaliGemma.Gguf.Conversion;
 using PaliGemma.Gguf.Inference;
+using PaliGemma.Gguf.Native;
 using PaliGemma.Server;
 
 namespace PaliGemma.Bench;
@@ -77,8 +78,20 @@ internal static class ServeLoadCommand
 
     private sealed record Settings(int Clients, int Requests, int Warmup, double InvalidShare, int MaxTokens, int Seed, double MaxMemoryGrowth);
 
-    /// <summary>One (picture, prompt) and what the library answers to it.</summary>
-    private sealed record Case(string Picture, byte[] Bytes, string Prompt, GenerationResult Expected);
+    /// <summary>One (picture, prompt), what the library answers to it, and the JSON bodies that ask for it.</summary>
+    private sealed record Case(string Picture, byte[] Bytes, string Prompt, GenerationResult Expected, RequestBodies Bodies);
+
+    /// <summary>
+    /// Built once, before any request is sent: serializing a picture's data URL per request would put the load
+    /// generator's own buffers (megabytes from the shared array pool, which keeps them) into the memory measured.
+    /// </summary>
+    private sealed record RequestBodies(byte[] Chat, byte[] ChatStreamed, byte[] NativeJson)
+    {
+        public static RequestBodies For(byte[] picture, string prompt, int maxTokens) => new(
+            ChatJson(picture, prompt, maxTokens, stream: false),
+            ChatJson(picture, prompt, maxTokens, stream: true),
+            JsonSerializer.SerializeToUtf8Bytes(new { image = Convert.ToBase64String(picture), prompt, max_tokens = maxTokens }));
+    }
 
     /// <summary>One request to send: how to build it and what must come back.</summary>
     private sealed record Planned(string Kind, Case? Case, int ExpectedStatus, Func<HttpRequestMessage> Build);
@@ -107,13 +120,13 @@ internal static class ServeLoadCommand
 
         // What the library answers, each (picture, prompt) once, before the server exists.
         var options = new GenerationOptions { MaxNewTokens = settings.MaxTokens };
-        var cases = pictures.SelectMany(picture => prompts.Select(prompt => new Case(
-            picture,
-            File.ReadAllBytes(picture),
-            prompt,
-            model.Generate(ImagePreprocessor.Load(picture, model.ImageSize), prompt, options)))).ToList();
+        var cases = pictures.SelectMany(picture => prompts.Select(prompt =>
+        {
+            byte[] bytes = File.ReadAllBytes(picture);
+            return new Case(picture, bytes, prompt, model.Generate(ImagePreprocessor.Load(picture, model.ImageSize), prompt, options), RequestBodies.For(bytes, prompt, settings.MaxTokens));
+        })).ToList();
 
-        await using var server = await PaliGemmaServer.StartAsync(model, new ServerOptions
+        var serverOptions = new ServerOptions
         {
             Port = 0,
             ApiKey = ApiKey,
@@ -121,7 +134,8 @@ internal static class ServeLoadCommand
             MaxTokensCap = TokensCap,
             // Every client may have a request waiting: a 429 here would be the load test's own doing.
             MaxQueuedRequests = settings.Clients,
-        });
+        };
+        await using var server = await PaliGemmaServer.StartAsync(model, serverOptions);
 
         var random = new Random(settings.Seed);
         var warmup = Plan(cases, settings, settings.Warmup, random);
@@ -129,12 +143,12 @@ internal static class ServeLoadCommand
         var clock = Stopwatch.StartNew();
         await SendAllAsync(server.BaseAddress, warmup, settings.Clients);
         double warmupSeconds = clock.Elapsed.TotalSeconds;
-        var afterWarmup = MemorySnapshot.Take();
+        var afterWarmup = await MemorySnapshot.TakeSettledAsync();
 
         clock.Restart();
         var outcomes = await SendAllAsync(server.BaseAddress, measured, settings.Clients);
         double seconds = clock.Elapsed.TotalSeconds;
-        var afterRun = MemorySnapshot.Take();
+        var afterRun = await MemorySnapshot.TakeSettledAsync();
 
         var problems = outcomes.Where(o => o.Problem is not null).ToList();
         double memoryRatio = afterRun.ResidentBytes / (double)afterWarmup.ResidentBytes;
@@ -157,7 +171,7 @@ internal static class ServeLoadCommand
             Console.WriteLine($"  {group.Key.Kind}: {group.Count()} x {group.Key.Status}");
         }
 
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resident memory: {afterWarmup.ResidentBytes / 1e6:F1} MB after the warm-up, {afterRun.ResidentBytes / 1e6:F1} MB after the run ({(memoryRatio - 1) * 100:+0.0;-0.0}%)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resident memory, settled: {afterWarmup.ResidentBytes / 1e6:F1} MB after the warm-up, {afterRun.ResidentBytes / 1e6:F1} MB after the run ({(memoryRatio - 1) * 100:+0.0;-0.0}%)"));
         // Where a growth sits: the GC's committed heap, or the rest (native allocations, code, stacks).
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  of which the managed heap's committed memory: {afterWarmup.ManagedCommittedBytes / 1e6:F1} MB -> {afterRun.ManagedCommittedBytes / 1e6:F1} MB; the rest: {afterWarmup.NativeBytes / 1e6:F1} MB -> {afterRun.NativeBytes / 1e6:F1} MB; threads: {afterWarmup.Threads} -> {afterRun.Threads}"));
@@ -198,19 +212,33 @@ internal static class ServeLoadCommand
     }
 
     /// <summary>
-    /// The process's memory after a full, compacting garbage collection (what is left is what the process holds): resident
-    /// memory, the part of it that is the GC's committed heap, and the thread count (a new thread brings a stack and
-    /// maybe a malloc arena).
+    /// The process's memory once it has settled: the runtime's tiered compilation quiet for a second (methods the
+    /// warm-up made hot are recompiled in the background for a while after it), a full, compacting garbage collection,
+    /// and the C allocator's free pages given back as the idle server does by itself
+    /// (<see cref="ServerOptions.IdleMemoryRelease"/>). What is left is what the process holds: resident memory, the
+    /// part of it that is the GC's committed heap, the thread count (a new thread brings a stack and maybe a malloc
+    /// arena).
     /// </summary>
     private sealed record MemorySnapshot(long ResidentBytes, long ManagedCommittedBytes, int Threads)
     {
         /// <summary>Resident memory that is not the managed heap: native allocations, code, stacks.</summary>
         public long NativeBytes => ResidentBytes - ManagedCommittedBytes;
 
-        public static MemorySnapshot Take()
+        public static async Task<MemorySnapshot> TakeSettledAsync()
         {
+            var quiet = TimeSpan.FromSeconds(1);
+            var deadline = Stopwatch.StartNew();
+            long compiled;
+            do
+            {
+                compiled = System.Runtime.JitInfo.GetCompiledMethodCount();
+                await Task.Delay(quiet);
+            }
+            while (System.Runtime.JitInfo.GetCompiledMethodCount() != compiled && deadline.Elapsed < TimeSpan.FromSeconds(30));
+
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             GC.WaitForPendingFinalizers();
+            NativeHeap.ReleaseFreedMemory();
             using var process = Process.GetCurrentProcess();
             return new MemorySnapshot(Resident(), GC.GetGCMemoryInfo().TotalCommittedBytes, process.Threads.Count);
         }
@@ -258,10 +286,10 @@ internal static class ServeLoadCommand
             var chosen = cases[random.Next(cases.Count)];
             plan.Add((i % 4) switch
             {
-                0 => new Planned("chat", chosen, 200, () => Chat(ChatJson(chosen, settings.MaxTokens, stream: false))),
-                1 => new Planned("chat streamed", chosen, 200, () => Chat(ChatJson(chosen, settings.MaxTokens, stream: true))),
+                0 => new Planned("chat", chosen, 200, () => Chat(chosen.Bodies.Chat)),
+                1 => new Planned("chat streamed", chosen, 200, () => Chat(chosen.Bodies.ChatStreamed)),
                 2 => new Planned("native multipart", chosen, 200, () => NativeForm(chosen.Bytes, chosen.Prompt, settings.MaxTokens.ToString(CultureInfo.InvariantCulture))),
-                _ => new Planned("native JSON", chosen, 200, () => Json("v1/paligemma/generate", JsonSerializer.Serialize(new { image = Convert.ToBase64String(chosen.Bytes), prompt = chosen.Prompt, max_tokens = settings.MaxTokens }))),
+                _ => new Planned("native JSON", chosen, 200, () => Json("v1/paligemma/generate", chosen.Bodies.NativeJson)),
             });
         }
 
@@ -282,36 +310,44 @@ internal static class ServeLoadCommand
         string Picture() => $"{{\"type\": \"image_url\", \"image_url\": {{\"url\": \"{url}\"}}}}";
         string Messages(string content) => $"{{\"model\": \"paligemma\", \"messages\": [{content}], \"max_tokens\": {maxTokens}}}";
         string User(params string[] parts) => $"{{\"role\": \"user\", \"content\": [{string.Join(", ", parts)}]}}";
+        // Each body once, here (see RequestBodies).
+        Func<HttpRequestMessage> ChatBody(string json)
+        {
+            byte[] body = Encoding.UTF8.GetBytes(json);
+            return () => ServeLoadCommand.Chat(body);
+        }
+
         byte[] notPicture = Encoding.ASCII.GetBytes("this is not a picture, only text with a .png name");
         byte[] tooBig = new byte[BodyLimit + 4096];
         return
         [
-            new("invalid: no picture", null, 400, () => Chat(Messages(User(Part("caption en"))))),
-            new("invalid: two pictures", null, 400, () => Chat(Messages(User(Part("caption en"), Picture(), Picture())))),
-            new("invalid: earlier turns", null, 400, () => Chat(Messages($"{User(Part("caption en"), Picture())}, {{\"role\": \"assistant\", \"content\": \"a cat\"}}, {User(Part("caption en"), Picture())}"))),
-            new("invalid: an http image_url", null, 400, () => Chat(Messages(User(Part("caption en"), "{\"type\": \"image_url\", \"image_url\": {\"url\": \"http://127.0.0.1/cat.png\"}}")))),
-            new("invalid: bad base64", null, 400, () => Chat(Messages(User(Part("caption en"), "{\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,@@@not base64@@@\"}}")))),
-            new("invalid: max_tokens over the cap", null, 400, () => Chat($"{{\"messages\": [{User(Part("caption en"), Picture())}], \"max_tokens\": {TokensCap + 1}}}")),
-            new("invalid: malformed JSON", null, 400, () => Chat("{\"messages\": [")),
+            new("invalid: no picture", null, 400, ChatBody(Messages(User(Part("caption en"))))),
+            new("invalid: two pictures", null, 400, ChatBody(Messages(User(Part("caption en"), Picture(), Picture())))),
+            new("invalid: earlier turns", null, 400, ChatBody(Messages($"{User(Part("caption en"), Picture())}, {{\"role\": \"assistant\", \"content\": \"a cat\"}}, {User(Part("caption en"), Picture())}"))),
+            new("invalid: an http image_url", null, 400, ChatBody(Messages(User(Part("caption en"), "{\"type\": \"image_url\", \"image_url\": {\"url\": \"http://127.0.0.1/cat.png\"}}")))),
+            new("invalid: bad base64", null, 400, ChatBody(Messages(User(Part("caption en"), "{\"type\": \"image_url\", \"image_url\": {\"url\": \"data:image/png;base64,@@@not base64@@@\"}}")))),
+            new("invalid: max_tokens over the cap", null, 400, ChatBody($"{{\"messages\": [{User(Part("caption en"), Picture())}], \"max_tokens\": {TokensCap + 1}}}")),
+            new("invalid: malformed JSON", null, 400, ChatBody("{\"messages\": [")),
             new("invalid: not a picture", null, 400, () => NativeForm(notPicture, "caption en", "8")),
             new("invalid: no prompt", null, 400, () => NativeForm(sample.Bytes, null, "8")),
             new("invalid: text/plain body", null, 415, () => new HttpRequestMessage(HttpMethod.Post, "v1/paligemma/generate") { Content = new StringContent("caption en", Encoding.UTF8, "text/plain") }),
             // Expect: 100-continue, as curl sends for large bodies: the 413 comes before the body is sent. Without it the
             // server's close of the connection (Kestrel does not read an oversized body) may reach the client first.
             new("invalid: body over the limit", null, 413, () => new HttpRequestMessage(HttpMethod.Post, "v1/paligemma/generate") { Content = new ByteArrayContent(tooBig) { Headers = { ContentType = new MediaTypeHeaderValue("application/json") } }, Headers = { ExpectContinue = true } }),
-            new("invalid: no API key", null, 401, () => WithoutKey(Chat(Messages(User(Part("caption en"), Picture()))))),
+            new("invalid: no API key", null, 401, WithoutKey(ChatBody(Messages(User(Part("caption en"), Picture()))))),
             new("invalid: GET on a POST endpoint", null, 405, () => new HttpRequestMessage(HttpMethod.Get, "v1/chat/completions")),
             new("invalid: unknown path", null, 404, () => new HttpRequestMessage(HttpMethod.Post, "v1/completions") { Content = new StringContent("{}", Encoding.UTF8, "application/json") }),
         ];
     }
 
-    private static HttpRequestMessage WithoutKey(HttpRequestMessage request)
+    private static Func<HttpRequestMessage> WithoutKey(Func<HttpRequestMessage> build) => () =>
     {
+        var request = build();
         request.Options.Set(new HttpRequestOptionsKey<bool>("no-key"), true);
         return request;
-    }
+    };
 
-    private static string ChatJson(Case chosen, int maxTokens, bool stream) => JsonSerializer.Serialize(new
+    private static byte[] ChatJson(byte[] picture, string prompt, int maxTokens, bool stream) => JsonSerializer.SerializeToUtf8Bytes(new
     {
         model = "paligemma",
         messages = new object[]
@@ -321,8 +357,8 @@ internal static class ServeLoadCommand
                 role = "user",
                 content = new object[]
                 {
-                    new { type = "text", text = chosen.Prompt },
-                    new { type = "image_url", image_url = new { url = "data:image/png;base64," + Convert.ToBase64String(chosen.Bytes) } },
+                    new { type = "text", text = prompt },
+                    new { type = "image_url", image_url = new { url = "data:image/png;base64," + Convert.ToBase64String(picture) } },
                 },
             },
         },
@@ -331,10 +367,10 @@ internal static class ServeLoadCommand
         stream_options = stream ? new { include_usage = true } : null,
     });
 
-    private static HttpRequestMessage Chat(string json) => Json("v1/chat/completions", json);
+    private static HttpRequestMessage Chat(byte[] json) => Json("v1/chat/completions", json);
 
-    private static HttpRequestMessage Json(string path, string json) =>
-        new(HttpMethod.Post, path) { Content = new StringContent(json, Encoding.UTF8, "application/json") };
+    private static HttpRequestMessage Json(string path, byte[] json) =>
+        new(HttpMethod.Post, path) { Content = new ByteArrayContent(json) { Headers = { ContentType = new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" } } } };
 
     private static HttpRequestMessage NativeForm(byte[] picture, string? prompt, string maxTokens)
     {
@@ -493,3 +529,4 @@ internal static class ServeLoadCommand
         File.Move(temporary, path, overwrite: true);
     }
 }
+

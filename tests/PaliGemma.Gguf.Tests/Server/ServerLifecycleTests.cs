@@ -170,6 +170,35 @@ public sealed class ServerLifecycleTests(ServedModel served, ITestOutputHelper o
         Assert.True(await MetricAsync(client, "paligemma_decode_tokens_per_second_count") >= 1);
     }
 
+    [Fact]
+    public async Task The_server_gives_freed_native_memory_back_once_after_being_idle_for_the_set_time()
+    {
+        const string Releases = "paligemma_native_memory_releases_total";
+        var idle = served.Options.IdleMemoryRelease!.Value;
+        using var client = served.Client();
+        // This class's earlier tests may have left an idle spell running; other classes have servers of their own.
+        await Task.Delay(idle * 1.5);
+        double before = await MetricAsync(client, Releases);
+
+        var clock = Stopwatch.StartNew();
+        (await client.PostAsync("v1/chat/completions", new StringContent(ChatBody(PictureParts(1, "caption en"), ", \"max_tokens\": 3"), Encoding.UTF8, "application/json"))).EnsureSuccessStatusCode();
+        var answered = clock.Elapsed;
+        Assert.Equal(before, await MetricAsync(client, Releases));
+
+        while (await MetricAsync(client, Releases) < before + 1)
+        {
+            Assert.True(clock.Elapsed < answered + idle + TimeSpan.FromSeconds(10), "the idle server never gave its freed memory back");
+            await Task.Delay(50);
+        }
+
+        output.WriteLine($"released {(clock.Elapsed - answered).TotalMilliseconds:F0} ms after the answer (idle time {idle.TotalMilliseconds} ms)");
+        Assert.True(clock.Elapsed - answered >= idle - TimeSpan.FromMilliseconds(100), "released before the server had been idle long enough");
+
+        // One release per idle spell: staying idle releases nothing more.
+        await Task.Delay(idle * 3);
+        Assert.Equal(before + 1, await MetricAsync(client, Releases));
+    }
+
     private static SortedSet<string> Keys(JsonElement element) => new(element.EnumerateObject().Select(p => p.Name), StringComparer.Ordinal);
 
     /// <summary>One sample of /metrics (0 when the series does not exist yet).</summary>
