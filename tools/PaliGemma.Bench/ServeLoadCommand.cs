@@ -529,4 +529,3 @@ internal static class ServeLoadCommand
         File.Move(temporary, path, overwrite: true);
     }
 }
-
