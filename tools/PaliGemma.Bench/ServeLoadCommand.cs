@@ -171,10 +171,10 @@ internal static class ServeLoadCommand
             Console.WriteLine($"  {group.Key.Kind}: {group.Count()} x {group.Key.Status}");
         }
 
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resident memory, settled: {afterWarmup.ResidentBytes / 1e6:F1} MB after the warm-up, {afterRun.ResidentBytes / 1e6:F1} MB after the run ({(memoryRatio - 1) * 100:+0.0;-0.0}%)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"resident memory, settled: {afterWarmup.ResidentBytes / 1e6:F1} MB after the warm-up, {afterRun.ResidentBytes / 1e6:F1} MB after the run ({Percent(memoryRatio - 1)})"));
         // Where a growth sits: the GC's committed heap, or the rest (native allocations, code, stacks).
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  of which the managed heap's committed memory: {afterWarmup.ManagedCommittedBytes / 1e6:F1} MB -> {afterRun.ManagedCommittedBytes / 1e6:F1} MB; the rest: {afterWarmup.NativeBytes / 1e6:F1} MB -> {afterRun.NativeBytes / 1e6:F1} MB; threads: {afterWarmup.Threads} -> {afterRun.Threads}"));
+            $"  of which the managed heap's committed memory: {afterWarmup.ManagedCommittedBytes / 1e6:F1} MB -> {afterRun.ManagedCommittedBytes / 1e6:F1} MB; the rest: {afterWarmup.NativeBytes / 1e6:F1} MB -> {afterRun.NativeBytes / 1e6:F1} MB; threads: {afterWarmup.Threads} -> {afterRun.Threads}; methods compiled in between: {afterRun.CompiledMethods - afterWarmup.CompiledMethods}"));
         Console.WriteLine($"answers checked: {outcomes.Count(o => o.Plan.Case is not null && o.Problem is null)} valid with the library's tokens, {outcomes.Count(o => o.Plan.Case is null && o.Problem is null)} invalid with their 4xx, {outcomes.Count(o => o.Status >= 500)} 5xx");
         foreach (var problem in problems.Take(10))
         {
@@ -195,6 +195,11 @@ internal static class ServeLoadCommand
         return problems.Count == 0 && memoryHeld ? 0 : 1;
     }
 
+    // Rounded first: a small negative figure that rounds to zero would print as "-+0.0" (the format falls back to its
+    // first section and keeps the sign); adding 0.0 turns the -0.0 that Math.Round gives for it into +0.0.
+    private static string Percent(double fraction) =>
+        (Math.Round(fraction * 100, 1) + 0.0).ToString("+0.0;-0.0", CultureInfo.InvariantCulture) + "%";
+
     private static string Row(string name, List<double> seconds, double wall) => string.Create(
         CultureInfo.InvariantCulture,
         $"| {name} | {seconds.Count} | {seconds.Count / wall:F1} | {Percentile(seconds, 0.50) * 1000:F0} ms | {Percentile(seconds, 0.95) * 1000:F0} ms |");
@@ -214,12 +219,13 @@ internal static class ServeLoadCommand
     /// <summary>
     /// The process's memory once it has settled: the runtime's tiered compilation quiet for a second (methods the
     /// warm-up made hot are recompiled in the background for a while after it), a full, compacting garbage collection,
-    /// and the C allocator's free pages given back as the idle server does by itself
+    /// and the picture decoder's pooled buffers and the C allocator's free pages given back as the idle server does by itself
     /// (<see cref="ServerOptions.IdleMemoryRelease"/>). What is left is what the process holds: resident memory, the
     /// part of it that is the GC's committed heap, the thread count (a new thread brings a stack and maybe a malloc
-    /// arena).
+    /// arena), and the methods compiled so far (tiered compilation recompiles methods as they become hot: a heaptrack
+    /// trace of one run put nearly all of the native growth between the snapshots in the JIT's own allocations).
     /// </summary>
-    private sealed record MemorySnapshot(long ResidentBytes, long ManagedCommittedBytes, int Threads)
+    private sealed record MemorySnapshot(long ResidentBytes, long ManagedCommittedBytes, int Threads, long CompiledMethods)
     {
         /// <summary>Resident memory that is not the managed heap: native allocations, code, stacks.</summary>
         public long NativeBytes => ResidentBytes - ManagedCommittedBytes;
@@ -238,9 +244,10 @@ internal static class ServeLoadCommand
 
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             GC.WaitForPendingFinalizers();
+            ImagePreprocessor.ReleaseRetainedMemory();
             NativeHeap.ReleaseFreedMemory();
             using var process = Process.GetCurrentProcess();
-            return new MemorySnapshot(Resident(), GC.GetGCMemoryInfo().TotalCommittedBytes, process.Threads.Count);
+            return new MemorySnapshot(Resident(), GC.GetGCMemoryInfo().TotalCommittedBytes, process.Threads.Count, System.Runtime.JitInfo.GetCompiledMethodCount());
         }
 
         private static long Resident()

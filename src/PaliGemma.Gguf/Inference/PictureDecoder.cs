@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.Formats;
 using SixLabors.ImageSharp.Formats.Bmp;
@@ -38,7 +39,12 @@ internal static class PictureDecoder
     // Small budgets still need room for decoders' fixed-size scratch buffers.
     private const int MinAllocationLimitMegabytes = 64;
 
-    private static readonly Lazy<Configuration> DefaultConfiguration = new(() => CreateConfiguration(ImagePreprocessor.DefaultMaxPixels));
+    // Configurations are kept, one per allocation limit: building one builds a decoder table and an allocator whose
+    // pool would start empty for every picture (a server decodes one per request). A caller that passes many
+    // different budgets gets one-off configurations past this many.
+    private const int MaxKeptConfigurations = 8;
+
+    private static readonly ConcurrentDictionary<int, Configuration> KeptConfigurations = new();
 
     /// <summary>Decodes the picture starting at the stream's position; throws <see cref="PaliGemmaException"/> naming <paramref name="name"/>.</summary>
     /// <param name="applyOrientation">Turn the picture as its EXIF Orientation says (Pillow's exif_transpose); false keeps the stored pixels.</param>
@@ -61,7 +67,15 @@ internal static class PictureDecoder
             return Decode(copy, name, maxPixels, applyOrientation);
         }
 
-        Configuration configuration = maxPixels == ImagePreprocessor.DefaultMaxPixels ? DefaultConfiguration.Value : CreateConfiguration(maxPixels);
+        int limitMegabytes = AllocationLimitMegabytes(maxPixels);
+        bool kept = KeptConfigurations.TryGetValue(limitMegabytes, out Configuration? configuration);
+        if (!kept && KeptConfigurations.Count < MaxKeptConfigurations)
+        {
+            configuration = KeptConfigurations.GetOrAdd(limitMegabytes, CreateConfiguration);
+            kept = true;
+        }
+
+        configuration ??= CreateConfiguration(limitMegabytes);
         try
         {
             return DecodeSeekable(stream, name, maxPixels, configuration, applyOrientation);
@@ -72,7 +86,7 @@ internal static class PictureDecoder
         }
         finally
         {
-            if (!ReferenceEquals(configuration, DefaultConfiguration.Value))
+            if (!kept)
             {
                 // A one-off allocator's pool would otherwise hold its buffers until the finalizer runs.
                 configuration.MemoryAllocator.ReleaseRetainedResources();
@@ -310,9 +324,23 @@ internal static class PictureDecoder
 
     private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
 
-    private static Configuration CreateConfiguration(long maxPixels)
+    /// <summary>
+    /// Gives back the buffers the kept configurations' allocators pool between pictures (ImageSharp keeps large
+    /// ones in native memory); the next picture allocates afresh. For a long-lived process that has gone idle.
+    /// </summary>
+    internal static void ReleaseRetainedMemory()
     {
-        long limitMegabytes = Math.Clamp(maxPixels * WidestPixelBytes / (1024 * 1024) + 1, MinAllocationLimitMegabytes, int.MaxValue);
+        foreach (Configuration configuration in KeptConfigurations.Values)
+        {
+            configuration.MemoryAllocator.ReleaseRetainedResources();
+        }
+    }
+
+    private static int AllocationLimitMegabytes(long maxPixels) =>
+        (int)Math.Clamp(maxPixels / (1024 * 1024) * WidestPixelBytes + WidestPixelBytes, MinAllocationLimitMegabytes, int.MaxValue);
+
+    private static Configuration CreateConfiguration(int limitMegabytes)
+    {
         // A configuration of our own: Configuration.Default.Clone() would share, and let us mutate, the process-wide decoder table.
         // JPEG is in it for format detection only; its pixels come from libjpeg-turbo.
         var configuration = new Configuration(
@@ -327,7 +355,7 @@ internal static class PictureDecoder
         {
             ReadOrigin = ReadOrigin.Current,
             // Second line of defence behind the header check, for buffers the header does not predict.
-            MemoryAllocator = MemoryAllocator.Create(new MemoryAllocatorOptions { AllocationLimitMegabytes = (int)limitMegabytes }),
+            MemoryAllocator = MemoryAllocator.Create(new MemoryAllocatorOptions { AllocationLimitMegabytes = limitMegabytes }),
         };
 
         // Image.open shows the first frame; decoding every frame of an animation would multiply the budget.

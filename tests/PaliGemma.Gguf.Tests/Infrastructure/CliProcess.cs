@@ -33,7 +33,7 @@ public static class CliProcess
     public static Result Run(string program, TimeSpan timeout, params string[] arguments) =>
         Run(program, timeout, new Dictionary<string, string>(), arguments);
 
-    private static Result Run(string program, TimeSpan timeout, IReadOnlyDictionary<string, string> environment, string[] arguments)
+    public static Result Run(string program, TimeSpan timeout, IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
         using var process = Start(program, environment, arguments);
         var stdout = process.StandardOutput.ReadToEndAsync();
