@@ -4,42 +4,32 @@ using PaliGemma.Gguf.Segmentation;
 using PaliGemma.Gguf.Tasks;
 using PaliGemma.Gguf.Tests.Infrastructure;
 using PaliGemma.Server;
-using Xunit;
 
 namespace PaliGemma.Gguf.Tests.Server;
 
 /// <summary>
-/// A real Kestrel server on 127.0.0.1 (a free port) over the trained tiny model (tests/fixtures/trained), whose
-/// answers differ from picture to picture and prompt to prompt, with the segmentation fixture's decoder as its
-/// --vae. No API key: the golden server's tests cover the key.
+/// The server over the trained tiny model (tests/fixtures/trained), whose answers differ from picture to picture and
+/// prompt to prompt, with the segmentation fixture's decoder as its --vae. No API key: the golden server's tests
+/// cover the key.
 /// </summary>
-public sealed class ServedTrainedModel : IAsyncLifetime
+public sealed class ServedTrainedModel : ServedFixture
 {
-    public PaliGemmaServer Server { get; private set; } = null!;
-
-    public PaliGemmaModel Model { get; private set; } = null!;
+    public ServedTrainedModel()
+    {
+        Options = new ServerOptions { Port = 0, MaskDecoder = Masks, MaxRequestBodyBytes = 4 << 20 };
+    }
 
     public MaskDecoder Masks { get; } = MaskDecoder.Load(SegmentationGolden.VaePath);
 
-    public ConversionResult Files => TestModels.ConvertedTrained();
+    public override ConversionResult Files => TestModels.ConvertedTrained();
 
-    public Uri BaseAddress => Server.BaseAddress;
+    public override ServerOptions Options { get; }
 
-    public async Task InitializeAsync()
-    {
-        Model = TestModels.LoadTrained();
-        Server = await PaliGemmaServer.StartAsync(Model, new ServerOptions { Port = 0, MaskDecoder = Masks, MaxRequestBodyBytes = 4 << 20 });
-    }
-
-    public async Task DisposeAsync() => await Server.DisposeAsync();
-
-    public HttpClient Client() => ServedModel.NewClient(BaseAddress);
-
-    /// <summary>What the library itself answers, greedily, outside the server.</summary>
-    public GenerationResult Direct(string imagePath, string prompt, int maxTokens) =>
-        Model.Generate(ImagePreprocessor.Load(imagePath, Model.ImageSize), prompt, new GenerationOptions { MaxNewTokens = maxTokens });
+    public HttpClient Client() => NewClient(BaseAddress);
 
     /// <summary>The objects the library reads from that answer, in the picture's pixels, masks decoded.</summary>
     public IReadOnlyList<DetectedObject> DirectObjects(string imagePath, string prompt, int maxTokens, int width, int height) =>
         Masks.AddMasks(DetectionParser.Parse(Direct(imagePath, prompt, maxTokens).Text, width, height), width, height);
+
+    protected override PaliGemmaModel LoadModel() => TestModels.LoadTrained();
 }

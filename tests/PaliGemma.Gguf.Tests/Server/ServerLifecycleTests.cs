@@ -61,7 +61,7 @@ public sealed class ServerLifecycleTests(ServedModel served, ITestOutputHelper o
     public async Task Past_the_queue_cap_a_request_gets_429_with_Retry_After_and_a_disconnect_frees_the_place()
     {
         await using var busy = await PaliGemmaServer.StartAsync(served.Model, new ServerOptions { Port = 0, MaxQueuedRequests = 0, MaxTokensCap = 4000 });
-        using var client = ServedModel.NewClient(busy.BaseAddress);
+        using var client = ServedFixture.NewClient(busy.BaseAddress);
         string longBody = ChatBody(PictureParts(1, "caption en"), ", \"stream\": true, \"max_tokens\": 4000");
         var running = await client.SendAsync(new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = new StringContent(longBody, Encoding.UTF8, "application/json") }, HttpCompletionOption.ResponseHeadersRead);
         var reader = new StreamReader(await running.Content.ReadAsStreamAsync());

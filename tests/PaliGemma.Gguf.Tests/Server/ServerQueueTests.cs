@@ -23,7 +23,7 @@ public sealed class ServerQueueTests(ServedModel served, ITestOutputHelper outpu
     {
         const int Waiting = 4;
         await using var server = await PaliGemmaServer.StartAsync(served.Model, new ServerOptions { Port = 0, MaxQueuedRequests = Waiting, MaxTokensCap = 4000 });
-        using var client = ServedModel.NewClient(server.BaseAddress);
+        using var client = ServedFixture.NewClient(server.BaseAddress);
         var running = await HoldTheModelAsync(client);
 
         // Each request is sent once the one before it is waiting in the model's queue, so their arrival order is known.
@@ -61,7 +61,7 @@ public sealed class ServerQueueTests(ServedModel served, ITestOutputHelper outpu
     public async Task A_waiting_client_that_disconnects_leaves_the_model_queue_and_frees_its_place()
     {
         await using var server = await PaliGemmaServer.StartAsync(served.Model, new ServerOptions { Port = 0, MaxQueuedRequests = 1, MaxTokensCap = 4000 });
-        using var client = ServedModel.NewClient(server.BaseAddress);
+        using var client = ServedFixture.NewClient(server.BaseAddress);
         var running = await HoldTheModelAsync(client);
 
         // The native stream's headers come with its first token: the client waits for them, then gives up.
