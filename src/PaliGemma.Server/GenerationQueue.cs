@@ -107,14 +107,7 @@ internal sealed class GenerationQueue : IDisposable
 
     private void ReleaseIfIdle()
     {
-        if (Volatile.Read(ref _submitted) != 0)
-        {
-            return;
-        }
-
-        // The picture decoder's pooled buffers first, so that the trim below also returns their pages.
-        ImagePreprocessor.ReleaseRetainedMemory();
-        if (NativeHeap.ReleaseFreedMemory())
+        if (Volatile.Read(ref _submitted) == 0 && NativeHeap.ReleaseFreedMemory())
         {
             _metrics.NativeMemoryReleases.Inc();
         }

@@ -29,8 +29,8 @@ public sealed record ServerOptions
 
     /// <summary>
     /// How long no generation must be in flight before the server gives the native memory its requests freed back to
-    /// the operating system (C allocators and the picture decoder's pool keep it for reuse, so resident memory would
-    /// stay at its busiest); null: never.
+    /// the operating system (<see cref="Gguf.Native.NativeHeap.ReleaseFreedMemory"/>: C allocators and the picture
+    /// decoder's pool keep it for reuse, so resident memory would stay at its busiest); null: never.
     /// Default: 1 second.
     /// </summary>
     public TimeSpan? IdleMemoryRelease { get; init; } = TimeSpan.FromSeconds(1);

@@ -126,7 +126,7 @@ internal static class ServeLoadCommand
             return new Case(picture, bytes, prompt, model.Generate(ImagePreprocessor.Load(picture, model.ImageSize), prompt, options), RequestBodies.For(bytes, prompt, settings.MaxTokens));
         })).ToList();
 
-        var serverOptions = new ServerOptions
+        await using var server = await PaliGemmaServer.StartAsync(model, new ServerOptions
         {
             Port = 0,
             ApiKey = ApiKey,
@@ -134,8 +134,7 @@ internal static class ServeLoadCommand
             MaxTokensCap = TokensCap,
             // Every client may have a request waiting: a 429 here would be the load test's own doing.
             MaxQueuedRequests = settings.Clients,
-        };
-        await using var server = await PaliGemmaServer.StartAsync(model, serverOptions);
+        });
 
         var random = new Random(settings.Seed);
         var warmup = Plan(cases, settings, settings.Warmup, random);
@@ -219,7 +218,8 @@ internal static class ServeLoadCommand
     /// <summary>
     /// The process's memory once it has settled: the runtime's tiered compilation quiet for a second (methods the
     /// warm-up made hot are recompiled in the background for a while after it), a full, compacting garbage collection,
-    /// and the picture decoder's pooled buffers and the C allocator's free pages given back as the idle server does by itself
+    /// and the memory kept for reuse (the picture decoder's pools, the C allocator's free pages) given back as the idle
+    /// server does by itself
     /// (<see cref="ServerOptions.IdleMemoryRelease"/>). What is left is what the process holds: resident memory, the
     /// part of it that is the GC's committed heap, the thread count (a new thread brings a stack and maybe a malloc
     /// arena), and the methods compiled so far (tiered compilation recompiles methods as they become hot: a heaptrack
@@ -244,7 +244,6 @@ internal static class ServeLoadCommand
 
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             GC.WaitForPendingFinalizers();
-            ImagePreprocessor.ReleaseRetainedMemory();
             NativeHeap.ReleaseFreedMemory();
             using var process = Process.GetCurrentProcess();
             return new MemorySnapshot(Resident(), GC.GetGCMemoryInfo().TotalCommittedBytes, process.Threads.Count, System.Runtime.JitInfo.GetCompiledMethodCount());

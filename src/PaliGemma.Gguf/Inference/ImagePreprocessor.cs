@@ -29,12 +29,6 @@ public static class ImagePreprocessor
     /// </summary>
     public const long DefaultMaxPixels = 100_000_000;
 
-    /// <summary>
-    /// Gives back the buffers kept for decoding the next picture (large ones live in native memory), for a
-    /// long-lived process that has gone idle; the next picture allocates them again.
-    /// </summary>
-    public static void ReleaseRetainedMemory() => PictureDecoder.ReleaseRetainedMemory();
-
     /// <summary>Reads the image at <paramref name="path"/>; throws <see cref="PaliGemmaException"/> naming the file when it cannot.</summary>
     /// <param name="applyExifOrientation">
     /// Turn the picture as its EXIF Orientation tag says, as the reference does (default); false for pixels

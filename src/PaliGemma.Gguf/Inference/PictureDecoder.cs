@@ -68,14 +68,8 @@ internal static class PictureDecoder
         }
 
         int limitMegabytes = AllocationLimitMegabytes(maxPixels);
-        bool kept = KeptConfigurations.TryGetValue(limitMegabytes, out Configuration? configuration);
-        if (!kept && KeptConfigurations.Count < MaxKeptConfigurations)
-        {
-            configuration = KeptConfigurations.GetOrAdd(limitMegabytes, CreateConfiguration);
-            kept = true;
-        }
-
-        configuration ??= CreateConfiguration(limitMegabytes);
+        Configuration? keptConfiguration = KeptConfiguration(limitMegabytes);
+        Configuration configuration = keptConfiguration ?? CreateConfiguration(limitMegabytes);
         try
         {
             return DecodeSeekable(stream, name, maxPixels, configuration, applyOrientation);
@@ -86,7 +80,7 @@ internal static class PictureDecoder
         }
         finally
         {
-            if (!kept)
+            if (keptConfiguration is null)
             {
                 // A one-off allocator's pool would otherwise hold its buffers until the finalizer runs.
                 configuration.MemoryAllocator.ReleaseRetainedResources();
@@ -326,7 +320,7 @@ internal static class PictureDecoder
 
     /// <summary>
     /// Gives back the buffers the kept configurations' allocators pool between pictures (ImageSharp keeps large
-    /// ones in native memory); the next picture allocates afresh. For a long-lived process that has gone idle.
+    /// ones in native memory); the next picture allocates afresh. Part of <see cref="Native.NativeHeap.ReleaseFreedMemory"/>.
     /// </summary>
     internal static void ReleaseRetainedMemory()
     {
@@ -337,7 +331,13 @@ internal static class PictureDecoder
     }
 
     private static int AllocationLimitMegabytes(long maxPixels) =>
-        (int)Math.Clamp(maxPixels / (1024 * 1024) * WidestPixelBytes + WidestPixelBytes, MinAllocationLimitMegabytes, int.MaxValue);
+        (int)Math.Clamp(maxPixels * WidestPixelBytes / (1024 * 1024) + 1, MinAllocationLimitMegabytes, int.MaxValue);
+
+    /// <summary>The configuration kept for this limit, made on first use while there is room; null past that.</summary>
+    private static Configuration? KeptConfiguration(int limitMegabytes) =>
+        KeptConfigurations.TryGetValue(limitMegabytes, out Configuration? kept) ? kept
+        : KeptConfigurations.Count < MaxKeptConfigurations ? KeptConfigurations.GetOrAdd(limitMegabytes, CreateConfiguration)
+        : null;
 
     private static Configuration CreateConfiguration(int limitMegabytes)
     {

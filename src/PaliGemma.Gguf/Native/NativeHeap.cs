@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using PaliGemma.Gguf.Inference;
 
 namespace PaliGemma.Gguf.Native;
 
@@ -15,12 +16,14 @@ public static class NativeHeap
     private static volatile bool s_unavailable = !OperatingSystem.IsLinux();
 
     /// <summary>
-    /// Gives the free pages of every malloc arena back to the kernel (glibc's <c>malloc_trim(0)</c>). Nothing in
+    /// Gives back what is kept for reuse: first the buffers the picture decoder pools between pictures, then the
+    /// free pages of every malloc arena, to the kernel (glibc's <c>malloc_trim(0)</c>), theirs included. Nothing in
     /// use moves; the next allocations fault their pages in again. Returns false where the C library has no such
-    /// call (not Linux, or musl).
+    /// call (not Linux, or musl); the decoder's buffers are freed even then.
     /// </summary>
     public static bool ReleaseFreedMemory()
     {
+        PictureDecoder.ReleaseRetainedMemory();
         if (s_unavailable)
         {
             return false;
